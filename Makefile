@@ -1,0 +1,44 @@
+# Two commands do all the set-up themselves on a fresh machine:
+#   make book   -- build the HTML book into _build/html
+#   make test   -- run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= auto
+
+# Offline data: the official MNIST test split beside the repo, when it is there.
+ifneq ($(wildcard ../shared/data/MNIST/raw),)
+export GAN_DATA_DIR ?= $(abspath ../shared/data)
+endif
+
+.PHONY: book test figures sync clean venv
+
+venv: $(STAMP)
+
+# PIP_CONSTRAINT=/dev/null: ignore a machine-wide pip constraints file that caps torch.
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	PIP_CONSTRAINT=/dev/null $(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	PIP_CONSTRAINT=/dev/null $(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+	@echo "Book written to $(CURDIR)/_build/html/index.html"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+figures: $(STAMP)
+	@for nb in notebooks/[0-9]*.ipynb; do \
+	  echo "== $$nb (profile=$(PROFILE))"; \
+	  $(VENV)/bin/papermill "$$nb" "$$nb" -p profile $(PROFILE) --cwd notebooks || exit 1; \
+	done
+
+sync: $(STAMP)
+	$(PY) scripts/sync_notebooks.py
+
+clean:
+	rm -rf _build .pytest_cache

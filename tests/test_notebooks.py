@@ -1,0 +1,50 @@
+"""Every chapter runs end to end under papermill in the smoke profile.
+
+Outputs go to a temporary folder: the committed notebooks (and their figures
+from real runs) are never rewritten by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_smoke_profile(path: Path, tmp_path: Path) -> None:
+    import papermill as pm
+
+    out = tmp_path / path.name
+    started = time.time()
+    pm.execute_notebook(str(path), str(out), parameters={"profile": "smoke"},
+                        cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+    elapsed = time.time() - started
+    nb = json.loads(out.read_text())
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    assert elapsed < 240, f"{path.name} took {elapsed:.0f} s in the smoke profile"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_conventions(path: Path) -> None:
+    """A parameters cell with the four standard names, and committed outputs without errors."""
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]
+    params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    src = "".join(params[0]["source"])
+    for name in ("profile", "seed", "device", "data_dir"):
+        assert f"{name} =" in src, f"parameters cell lacks {name}"
+    assert cells[0]["cell_type"] == "code" and "colab-setup" in cells[0]["metadata"].get("tags", [])
+    assert cells[1]["cell_type"] == "markdown" and cells[1]["source"][0].startswith("# "), \
+        "second cell is the chapter title"
+    for c in cells:
+        for o in c.get("outputs", []):
+            assert o.get("output_type") != "error", "committed outputs contain an error"
