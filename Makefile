@@ -28,8 +28,12 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "Book written to $(CURDIR)/_build/html/index.html"
 
+# Notebooks with cells marked NBVAL_CHECK_OUTPUT are also re-run by nbval, which compares
+# those cells' printed values with the committed outputs.
+NBVAL_NOTEBOOKS = $(shell grep -l NBVAL_CHECK_OUTPUT notebooks/*.ipynb 2>/dev/null)
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -ra tests $(NBVAL_NOTEBOOKS) --nbval-lax --nbval-current-env
 
 figures: $(STAMP)
 	@for nb in notebooks/[0-9]*.ipynb; do \

@@ -1,0 +1,123 @@
+"""The training loop: determinism, exact resume, atomic checkpoints, NaN guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from gan_utils import data, models, train
+
+
+def _setup(seed: int = 0, **kw) -> train.GANSetup:
+    torch.manual_seed(seed)
+    # Dropout in D makes the global RNG matter, which is what resume must restore.
+    return train.GANSetup(models.MLPGenerator(8, hidden=(16, 32), out_shape=(2,)),
+                          models.MLPDiscriminator(2, hidden=(32, 16), dropout=0.3), 8, **kw)
+
+
+def _data() -> data.ToyBatches:
+    return data.ToyBatches("8gaussians", batch_size=32, seed=0)
+
+
+def _params(setup: train.GANSetup) -> list[torch.Tensor]:
+    return [p.detach().clone() for m in setup.modules().values() for p in m.parameters()]
+
+
+def _run(steps: int, path: Path | None = None, seed: int = 0, **kw) -> tuple[train.GANSetup, train.TrainResult]:
+    setup = _setup(seed, **kw)
+    cfg = train.TrainConfig(steps=steps, seed=seed, checkpoint_path=path, progress=False, log_every=5)
+    return setup, train.train(setup, _data(), cfg)
+
+
+def test_history_and_snapshots() -> None:
+    setup, result = _run(20)
+    assert result.steps_done == 20 and result.stopped == "completed"
+    assert set(result.history) == set(train.HISTORY_COLUMNS)
+    assert all(len(v) == 20 for v in result.history.values())
+    assert 0 < result.history["d_real"].min() and result.history["d_real"].max() < 1
+    assert result.snapshots[0][0] == 0 and result.snapshots[-1][0] == 20
+    assert result.snapshots[-1][1].shape == (64, 2)
+
+
+def test_same_seed_same_result() -> None:
+    a, _ = _run(15)
+    b, _ = _run(15)
+    assert all(torch.equal(x, y) for x, y in zip(_params(a), _params(b)))
+    c, _ = _run(15, seed=1)
+    assert not all(torch.equal(x, y) for x, y in zip(_params(a), _params(c)))
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    """2N steps in one go == N steps, a fresh process-like restart from the checkpoint, N more."""
+    straight, full = _run(24)
+    ckpt = tmp_path / "run.pt"
+    _run(12, ckpt)
+    resumed_setup = _setup(seed=123)  # different init: everything must come from the checkpoint
+    torch.manual_seed(999)            # and the global RNG too
+    cfg = train.TrainConfig(steps=24, seed=0, checkpoint_path=ckpt, progress=False, log_every=5)
+    resumed = train.train(resumed_setup, _data(), cfg)
+    for x, y in zip(_params(straight), _params(resumed_setup)):
+        assert torch.equal(x, y)
+    for col in train.HISTORY_COLUMNS:
+        assert (full.history[col] == resumed.history[col]).all()
+    assert resumed.critic_steps == full.critic_steps == 24
+
+
+def test_crash_while_writing_keeps_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    ckpt = tmp_path / "run.pt"
+    train.save_atomic({"step": 1}, ckpt)
+    real_save = torch.save
+
+    def crashing_save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a checkpoint")  # partial write, then the crash
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    with pytest.raises(OSError, match="disk full"):
+        train.save_atomic({"step": 2}, ckpt)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(ckpt)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temp file left behind
+
+
+class _Exploding(nn.Module):
+    """A discriminator whose output turns to NaN after a few calls."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+        self.calls, self.after = 0, after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out = self.lin(x).squeeze(1)
+        return out * float("nan") if self.calls > self.after else out
+
+
+def test_nan_guard_names_step_and_loss(tmp_path: Path) -> None:
+    setup = train.GANSetup(models.MLPGenerator(8, hidden=(16,), out_shape=(2,)), _Exploding(after=21), 8)
+    cfg = train.TrainConfig(steps=50, progress=False, log_every=4, checkpoint_path=tmp_path / "c.pt",
+                            checkpoint_every=4)
+    with pytest.raises(train.NonFiniteLossError, match=r"loss_d became nan at generator step 7"):
+        train.train(setup, _data(), cfg)
+    # the last checkpoint written is from before the NaNs
+    state = torch.load(tmp_path / "c.pt", weights_only=False)
+    assert state["step"] == 4 and torch.isfinite(state["history"]).all()
+
+
+def test_time_budget_stops_cleanly() -> None:
+    setup = _setup()
+    cfg = train.TrainConfig(steps=10_000, progress=False, time_budget_s=0.3)
+    result = train.train(setup, _data(), cfg)
+    assert 0 < result.steps_done < 10_000 and "time budget" in result.stopped
+    assert len(result.history["loss_d"]) == result.steps_done
+
+
+def test_generator_step_leaves_discriminator_untouched() -> None:
+    """The G step must not move D, and D must be trainable again afterwards."""
+    setup = _setup()
+    train.train(setup, _data(), train.TrainConfig(steps=3, progress=False))
+    assert all(p.requires_grad for p in setup.discriminator.parameters())
