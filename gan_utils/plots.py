@@ -128,7 +128,8 @@ def animate_snapshots(snapshots: Sequence[tuple[int, torch.Tensor]], nrow: int =
         return im, title
 
     anim = animation.FuncAnimation(fig, draw, frames=len(idx), interval=interval_ms, blit=False)
-    html = HTML(anim.to_jshtml(default_mode="loop"))
+    with plt.rc_context({"animation.frame_format": "jpeg", "savefig.dpi": 72}):
+        html = HTML(anim.to_jshtml(default_mode="loop"))
     plt.close(fig)
     return html
 

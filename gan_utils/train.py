@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +34,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .config import check_choice, check_positive
 from .losses import get_objective, gradient_penalty
+
+with warnings.catch_warnings():
+    # tqdm.auto warns when ipywidgets is missing (e.g. under papermill); a text bar is fine then.
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop", "sgd")
 NOISE: tuple[str, ...] = ("normal", "uniform")
@@ -245,6 +250,9 @@ def train(setup: GANSetup, data: Batches, cfg: TrainConfig,
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         step, data_step = state["step"], state["data_step"]
+        if step > cfg.steps:
+            raise ValueError(f"checkpoint {ckpt} is at generator step {step}, beyond steps={cfg.steps}; "
+                             f"ask for at least {step} steps or use another checkpoint_path")
         critic_updates, elapsed_before = state["critic_updates"], state["wall_s"]
         done = min(step, cfg.steps)
         hist[:done] = state["history"][:done].to(device)
@@ -282,7 +290,8 @@ def train(setup: GANSetup, data: Batches, cfg: TrainConfig,
         m.train()
     if step == 0 and not snapshots:
         snapshot()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc="training", unit="step")
+    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc="training", unit="step",
+               mininterval=2.0)
     try:
         while step < cfg.steps:
             # ---- critic / discriminator

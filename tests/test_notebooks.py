@@ -48,3 +48,34 @@ def test_notebook_conventions(path: Path) -> None:
     for c in cells:
         for o in c.get("outputs", []):
             assert o.get("output_type") != "error", "committed outputs contain an error"
+
+
+VANILLA = ROOT / "notebooks" / "04_vanilla_gan.ipynb"
+
+
+@pytest.mark.slow
+def test_bad_profile_fails_naming_the_choices(tmp_path: Path) -> None:
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(VANILLA), str(tmp_path / "out.ipynb"), parameters={"profile": "nonsense"},
+                            cwd=str(VANILLA.parent), kernel_name="python3", progress_bar=False)
+    msg = str(err.value)
+    assert "ValueError" in msg and "unknown profile 'nonsense'" in msg
+    for name in ("smoke", "quick", "full", "auto"):
+        assert f"'{name}'" in msg
+
+
+@pytest.mark.slow
+def test_empty_data_dir_offline_gives_one_clear_error(tmp_path: Path, monkeypatch) -> None:
+    import papermill as pm
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("GAN_OFFLINE", "1")  # what a machine without internet sees, made certain
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(VANILLA), str(tmp_path / "out.ipynb"),
+                            parameters={"profile": "smoke", "data_dir": str(empty)},
+                            cwd=str(VANILLA.parent), kernel_name="python3", progress_bar=False)
+    msg = str(err.value)
+    assert "FileNotFoundError" in msg and str(empty) in msg and "Fix:" in msg

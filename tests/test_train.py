@@ -121,3 +121,10 @@ def test_generator_step_leaves_discriminator_untouched() -> None:
     setup = _setup()
     train.train(setup, _data(), train.TrainConfig(steps=3, progress=False))
     assert all(p.requires_grad for p in setup.discriminator.parameters())
+
+
+def test_resume_refuses_a_checkpoint_beyond_the_requested_steps(tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.pt"
+    _run(10, ckpt)
+    with pytest.raises(ValueError, match="beyond steps=5"):
+        _run(5, ckpt)
