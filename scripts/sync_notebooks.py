@@ -26,12 +26,18 @@ CELL_TEMPLATE = '''\
 import os, sys
 REPO_URL = "{url}"  # copied from _config.yml by scripts/sync_notebooks.py
 if "google.colab" in sys.modules or os.environ.get("GAN_FORCE_COLAB") == "1":
-    import subprocess
-    from importlib.metadata import version
+    import importlib, subprocess
+    from importlib.metadata import PackageNotFoundError, version
     source = os.environ.get("GAN_COLAB_SOURCE", f"git+{{REPO_URL}}@{branch}")
-    keep = [f"{{pkg}}=={{version(pkg)}}" for pkg in ("torch", "torchvision")]  # never reinstall Colab's torch
+    keep = []  # pin Colab's own torch and torchvision so that pip never replaces them
+    for pkg in ("torch", "torchvision"):
+        try:
+            keep.append(f"{{pkg}}=={{version(pkg)}}")
+        except PackageNotFoundError:
+            pass
     extra = os.environ.get("GAN_COLAB_PIP_ARGS", "").split()
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", source, *keep, *extra], check=True)
+    importlib.invalidate_caches()  # let this kernel see the package pip just installed
     import torch
     if not torch.cuda.is_available():
         print("No GPU attached: Runtime > Change runtime type > GPU, then run all cells again.")
