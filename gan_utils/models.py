@@ -143,16 +143,26 @@ class DCGANDiscriminator(nn.Module):
 
 
 class BiGANEncoder(nn.Module):
-    """x (784 pixels) -> z: the inverse map BiGAN learns next to the generator."""
+    """x (784 pixels) -> z: the inverse map BiGAN learns next to the generator.
+
+    With ``bounded=True`` the code is ``tanh`` of the last linear layer, so E(x) lies
+    in (-1, 1)^d like the prior U(-1, 1)^d it must imitate; otherwise D could tell
+    (x, E(x)) from (G(z), z) by the range of the code alone (the BiGAN authors' code
+    likewise squashes the encoder output into the uniform prior's interval).
+    ``self.net`` stops before the squashing: ``net(x)`` is the pre-activation and
+    ``net[:-1](x)`` the last hidden layer, both usable as features.
+    """
 
     def __init__(self, latent_dim: int = 50, hidden: Sequence[int] = (1024, 1024),
-                 in_features: int = 784) -> None:
+                 in_features: int = 784, bounded: bool = True) -> None:
         super().__init__()
+        self.bounded = bounded
         self.net = nn.Sequential(nn.Flatten(), *_mlp([in_features, *hidden], batchnorm=True),
                                  nn.Linear(hidden[-1], latent_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        code = self.net(x)
+        return torch.tanh(code) if self.bounded else code
 
 
 class JointDiscriminator(nn.Module):
