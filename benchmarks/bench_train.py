@@ -7,6 +7,7 @@ be written as JSON::
 
     python benchmarks/bench_train.py                      # all models, auto device
     python benchmarks/bench_train.py --models dcgan wgan_gp --steps 200 --amp
+    python benchmarks/bench_train.py --models vanilla --compile     # torch.compile (inductor)
     python benchmarks/bench_train.py --json bench.json
 
 This is a measurement, not a test: CI never times anything.
@@ -57,24 +58,26 @@ def _images(device: torch.device) -> torch.Tensor:
 
 
 def bench(name: str, images: torch.Tensor, device: torch.device, steps: int, batch: int,
-          amp: bool) -> dict[str, float | str]:
+          amp: bool, compile: bool) -> dict[str, float | str]:
     torch.manual_seed(0)
     setup = BUILDERS[name]()
     batches = data.DeviceBatches(images, batch_size=batch, device=device)
     warm = train.TrainConfig(steps=max(2, steps // 10), device=device, progress=False, amp=amp,
-                             snapshot_every=10**9)
-    train.train(setup, batches, warm)  # warm-up: allocator, cuDNN autotune, lazy init
+                             compile=compile, snapshot_every=10**9)
+    t0 = time.perf_counter()
+    train.train(setup, batches, warm)  # warm-up: allocator, cuDNN autotune, lazy init, compilation
+    warm_s = time.perf_counter() - t0
     if device.type == "cuda":
         torch.cuda.synchronize()
-    cfg = train.TrainConfig(steps=steps, device=device, progress=False, amp=amp, snapshot_every=10**9,
-                            log_every=steps)
+    cfg = train.TrainConfig(steps=steps, device=device, progress=False, amp=amp, compile=compile,
+                            snapshot_every=10**9, log_every=steps)
     t0 = time.perf_counter()
     result = train.train(setup, batches, cfg)
     if device.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     return {"model": name, "g_steps_per_s": steps / dt, "critic_steps_per_s": result.critic_steps / dt,
-            "images_per_s": result.critic_steps * batch / dt, "seconds": dt}
+            "images_per_s": result.critic_steps * batch / dt, "seconds": dt, "warmup_s": warm_s}
 
 
 def main() -> None:
@@ -84,20 +87,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="timed generator steps per model")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the forward passes")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = repro.pick_device(args.device)
     images = _images(device)
     print(f"device: {repro.device_name(device)}, batch {args.batch}, {args.steps} timed steps, "
-          f"amp={args.amp and device.type == 'cuda'}, torch {torch.__version__}")
-    rows = [bench(m, images, device, args.steps, args.batch, args.amp) for m in args.models]
-    print(f"{'model':<10}{'G steps/s':>12}{'critic steps/s':>16}{'images/s':>12}")
+          f"amp={args.amp and device.type == 'cuda'}, compile={args.compile}, "
+          f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}")
+    rows = [bench(m, images, device, args.steps, args.batch, args.amp, args.compile) for m in args.models]
+    print(f"{'model':<10}{'G steps/s':>12}{'critic steps/s':>16}{'images/s':>12}{'warm-up s':>12}")
     for r in rows:
-        print(f"{r['model']:<10}{r['g_steps_per_s']:>12.1f}{r['critic_steps_per_s']:>16.1f}{r['images_per_s']:>12.0f}")
+        print(f"{r['model']:<10}{r['g_steps_per_s']:>12.1f}{r['critic_steps_per_s']:>16.1f}"
+              f"{r['images_per_s']:>12.0f}{r['warmup_s']:>12.1f}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"device": repro.device_name(device), "batch": args.batch, "amp": args.amp,
+                       "compile": args.compile, "threads": torch.get_num_threads(),
                        "torch": torch.__version__, "results": rows}, fh, indent=2)
 
 

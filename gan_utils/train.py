@@ -137,6 +137,8 @@ class TrainConfig:
     resume: bool = True                         # continue from checkpoint_path if it exists
     time_budget_s: float | None = None          # stop (cleanly) after this much wall time
     amp: bool = False                           # bf16 autocast on CUDA
+    compile: bool = False                       # torch.compile the forward passes of G, D (and E)
+    compile_backend: str = "inductor"           # any torch.compile backend, e.g. "aot_eager"
     progress: bool = True
 
     def validate(self) -> None:
@@ -145,6 +147,9 @@ class TrainConfig:
         for name in ("snapshot_every", "checkpoint_every", "time_budget_s"):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name))
+        if self.compile:
+            import torch._dynamo
+            check_choice("compile_backend", self.compile_backend, tuple(torch._dynamo.list_backends(exclude_tags=())))
 
 
 @dataclass
@@ -281,6 +286,13 @@ def train(setup: GANSetup, data: Batches, cfg: TrainConfig,
         if on_snapshot is not None:
             on_snapshot(step, images)
 
+    # Compiled wrappers share their parameters with the plain modules, which stay the
+    # ones that are checkpointed, snapshotted (eval mode) and used by the gradient
+    # penalty (its double backward is not supported by compiled graphs).
+    def fast(m: nn.Module | None) -> Any:
+        return torch.compile(m, backend=cfg.compile_backend) if cfg.compile and m is not None else m
+
+    G_, D_, E_ = fast(G), fast(D), fast(E)
     amp = (torch.autocast(device_type="cuda", dtype=torch.bfloat16)
            if cfg.amp and device.type == "cuda" else contextlib.nullcontext())
     zero = torch.zeros((), device=device)
@@ -301,11 +313,11 @@ def train(setup: GANSetup, data: Batches, cfg: TrainConfig,
                 z = sample_noise(setup.noise, x.shape[0], setup.latent_dim, device, noise_gen)
                 with amp:
                     with torch.no_grad():
-                        fake = G(z)
-                        code = E(x) if E is not None else None
+                        fake = G_(z)
+                        code = E_(x) if E is not None else None
                     real_pair = (x, code) if E is not None else (x,)
                     fake_pair = (fake, z) if E is not None else (fake,)
-                    s_real, s_fake = D(*real_pair), D(*fake_pair)
+                    s_real, s_fake = D_(*real_pair), D_(*fake_pair)
                     loss_d = objective.d_loss(s_real, s_fake)
                 penalty = (gradient_penalty(D, x, fake, setup.gp_weight, noise_gen)
                            if setup.gp_weight > 0 else zero)
@@ -321,8 +333,8 @@ def train(setup: GANSetup, data: Batches, cfg: TrainConfig,
             D.requires_grad_(False)  # no weight gradients for D in the G step
             z = sample_noise(setup.noise, x.shape[0], setup.latent_dim, device, noise_gen)
             with amp:
-                s_fake_g = D(G(z), z) if E is not None else D(G(z))
-                s_real_g = D(x, E(x)) if E is not None else None
+                s_fake_g = D_(G_(z), z) if E is not None else D_(G_(z))
+                s_real_g = D_(x, E_(x)) if E is not None else None
                 loss_g = objective.g_loss(s_real_g, s_fake_g)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
