@@ -122,6 +122,13 @@ class GANSetup:
         return mods
 
 
+def compile_backends() -> tuple[str, ...]:
+    """Every backend ``torch.compile`` accepts here, debugging ones (``aot_eager``) included."""
+    import torch._dynamo  # imported on demand: loading the compiler stack costs about a second
+
+    return tuple(torch._dynamo.list_backends(exclude_tags=()))
+
+
 @dataclass
 class TrainConfig:
     """How long and how observably to train."""
@@ -148,8 +155,7 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name))
         if self.compile:
-            import torch._dynamo
-            check_choice("compile_backend", self.compile_backend, tuple(torch._dynamo.list_backends(exclude_tags=())))
+            check_choice("compile_backend", self.compile_backend, compile_backends())
 
 
 @dataclass
