@@ -99,13 +99,13 @@ def _norm2d(kind: str, channels: int) -> nn.Module:
 
 
 class DCGANGenerator(nn.Module):
-    """z -> (256, 7, 7) -> (128, 14, 14) -> (1, 28, 28), transposed convolutions only.
+    """z -> (4w, 7, 7) -> (2w, 14, 14) -> (channels, 28, 28), transposed convolutions only.
 
     BatchNorm + ReLU everywhere except the Tanh output; no fully connected hidden layer
     (the first layer is a 7x7 transposed convolution of the 1x1 noise "image").
     """
 
-    def __init__(self, latent_dim: int = 100, width: int = 64) -> None:
+    def __init__(self, latent_dim: int = 100, width: int = 64, channels: int = 1) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.net = nn.Sequential(
@@ -113,7 +113,7 @@ class DCGANGenerator(nn.Module):
             nn.BatchNorm2d(4 * width), nn.ReLU(True),
             nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False),
             nn.BatchNorm2d(2 * width), nn.ReLU(True),
-            nn.ConvTranspose2d(2 * width, 1, 4, 2, 1),
+            nn.ConvTranspose2d(2 * width, channels, 4, 2, 1),
             nn.Tanh(),
         )
 
@@ -122,17 +122,17 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """(1, 28, 28) -> (w, 14, 14) -> (2w, 7, 7) -> score, strided convolutions only.
+    """(channels, 28, 28) -> (w, 14, 14) -> (2w, 7, 7) -> score, strided convolutions only.
 
     ``norm`` is ``batch`` for DCGAN and WGAN, ``layer`` or ``none`` for WGAN-GP: the
     gradient penalty is taken per sample, and BatchNorm mixes the samples of a batch.
     No normalisation on the input layer; no sigmoid on the output.
     """
 
-    def __init__(self, width: int = 64, norm: str = "batch") -> None:
+    def __init__(self, width: int = 64, norm: str = "batch", channels: int = 1) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True),
             nn.Conv2d(width, 2 * width, 4, 2, 1, bias=(norm == "none")),
             _norm2d(norm, 2 * width), nn.LeakyReLU(0.2, True),
             nn.Conv2d(2 * width, 1, 7, 1, 0),

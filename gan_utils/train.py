@@ -1,19 +1,25 @@
 """The one training loop every GAN in the book uses.
 
-What differs between a vanilla GAN, DCGAN, WGAN, WGAN-GP and BiGAN is *data*
-held by :class:`GANSetup` -- the networks, the objective's name, critic steps
-per generator step, weight clipping, the gradient-penalty weight, an optional
-encoder, the optimisers and the noise distribution. :func:`train` reads it and
-runs Algorithm 1 of Goodfellow et al. (2014) in its general form::
+What differs between a vanilla GAN, DCGAN, WGAN, WGAN-GP, BiGAN, PacGAN, DRAGAN
+or an R1-regularised GAN is *data* held by :class:`GANSetup`: the networks, the
+objective, what D sees (:mod:`gan_utils.views`), the penalty
+(:mod:`gan_utils.losses`), the critic schedule, weight clipping, the noise and
+the optimisers. :func:`train` runs Algorithm 1 of Goodfellow et al. (2014) in
+its general form and never asks which GAN it trains::
 
-    for every generator step:
-        repeat n_critic times:           # critic / discriminator
+    for every generator step t:
+        repeat schedule(t) times:                    # critic / discriminator
             x ~ data (a fresh batch each time), z ~ p(z)
-            loss_D = d_loss(D(real pair), D(fake pair, detached)) [+ penalty]
-            step D; [clip D's weights to [-c, c]]
-        z ~ p(z)                         # generator (and encoder)
-        loss_G = g_loss(D(real pair)*, D(fake pair)); step G [and E]
-        (* BiGAN only: the encoder acts on real data, so its pair enters too)
+            real, fake = view.real(x), view.fake(G(z), z)     (generator side detached)
+            loss_D = d_loss(D(*real), D(*fake)) + penalty(D, real, fake)
+            step D; clip D's weights to [-c, c] if c is set
+        if not reuse_fake: z ~ p(z) afresh, recompute view.fake(G(z), z)
+        loss_G = g_loss(D(*real) if the objective reads it, D(*fake)); step G (and E)
+
+With ``reuse_fake`` the last critic step computes ``G(z)`` once, with its graph:
+D trains on it detached and the generator step back-propagates through it, as the
+DCGAN reference code and pytorch/examples do. That saves one generator forward
+pass per step and is as unbiased an estimate as fresh noise.
 
 Per step it records losses and mean scores on the device (no host sync), checks
 them for NaN/inf every ``log_every`` steps, keeps generator snapshots on fixed
@@ -36,7 +42,8 @@ import torch
 from torch import nn
 
 from .config import check_choice, check_positive
-from .losses import get_objective, gradient_penalty
+from .losses import Objective, Penalty, get_objective
+from .views import PlainView, View
 
 with warnings.catch_warnings():
     # tqdm.auto warns when ipywidgets is missing (e.g. under papermill); a text bar is fine then.
@@ -78,48 +85,74 @@ class OptimizerSpec:
         return torch.optim.SGD(params, lr=self.lr)
 
 
+@dataclass(frozen=True)
+class CriticSchedule:
+    """Critic steps before generator step ``t``: ``n_critic``, or ``burst`` during bursts.
+
+    WGAN's official code (Arjovsky et al. 2017, ``main.py``) trains the critic for 100
+    iterations at each of the first 25 generator iterations *and* at every 500th one,
+    so that the critic is near its optimum whenever its estimate is read:
+    ``CriticSchedule(5, burst=100, burst_first=25, burst_every=500)``.
+    """
+
+    n_critic: int = 1
+    burst: int | None = None          # critic steps during a burst
+    burst_first: int = 0              # generator steps 0 .. burst_first-1 are bursts
+    burst_every: int | None = None    # and every generator step t with t % burst_every == 0
+
+    def __call__(self, g_step: int) -> int:
+        if self.burst is not None and (g_step < self.burst_first or
+                                       (self.burst_every is not None and g_step % self.burst_every == 0)):
+            return self.burst
+        return self.n_critic
+
+    def validate(self) -> None:
+        check_positive("n_critic", self.n_critic)
+        if self.burst is not None:
+            check_positive("burst", self.burst)
+        check_positive("burst_first", self.burst_first, allow_zero=True)
+        if self.burst_every is not None:
+            check_positive("burst_every", self.burst_every)
+
+
 @dataclass
 class GANSetup:
-    """Everything that makes one GAN different from another."""
+    """Everything that makes one GAN different from another (build them with ``gan_utils.recipes``)."""
 
     generator: nn.Module
     discriminator: nn.Module
     latent_dim: int
     loss: str = "non_saturating"            # a key of gan_utils.losses.OBJECTIVES
-    n_critic: int = 1                       # critic steps per generator step
-    clip_value: float | None = None         # WGAN: clamp critic weights to [-c, c]
-    gp_weight: float = 0.0                  # WGAN-GP: lambda of the gradient penalty
-    encoder: nn.Module | None = None        # BiGAN: D sees (x, E(x)) and (G(z), z)
+    view: View = field(default_factory=PlainView)  # what D sees: plain, joint (BiGAN), packed (PacGAN)
+    penalty: Penalty | None = None          # e.g. losses.WGANGP(10), losses.DRAGAN(10), losses.R1(10)
+    schedule: CriticSchedule = field(default_factory=CriticSchedule)
+    clip_value: float | None = None         # WGAN: clamp critic weights to [-c, c] after each step
     noise: str = "normal"                   # p(z): N(0, I) or U(-1, 1)
     opt_g: OptimizerSpec = field(default_factory=OptimizerSpec)
     opt_d: OptimizerSpec = field(default_factory=OptimizerSpec)
-    critic_warmup: tuple[int, int] | None = None  # WGAN code: (first k G steps, critic steps then)
+    reuse_fake: bool = False                # G step reuses the last critic step's G(z) (one G pass)
 
     def validate(self) -> None:
         get_objective(self.loss)
         check_choice("noise", self.noise, NOISE)
         check_positive("latent_dim", self.latent_dim)
-        check_positive("n_critic", self.n_critic)
-        check_positive("gp_weight", self.gp_weight, allow_zero=True)
+        self.schedule.validate()
         if self.clip_value is not None:
             check_positive("clip_value", self.clip_value)
-        if self.gp_weight > 0 and self.encoder is not None:
-            raise ValueError("a gradient penalty on BiGAN's joint discriminator is not supported")
-        if self.critic_warmup is not None:
-            check_positive("critic_warmup steps", self.critic_warmup[0])
-            check_positive("critic_warmup critic steps", self.critic_warmup[1])
+        if self.penalty is not None and not callable(self.penalty):
+            raise ValueError(f"penalty must be callable (e.g. gan_utils.losses.WGANGP(10.0)), got {self.penalty!r}")
 
-    def critic_steps(self, g_step: int) -> int:
-        """Critic steps before generator step ``g_step`` (more during the warm-up)."""
-        if self.critic_warmup is not None and g_step < self.critic_warmup[0]:
-            return self.critic_warmup[1]
-        return self.n_critic
+    @property
+    def encoder(self) -> nn.Module | None:
+        """BiGAN's encoder (held by its view), else None."""
+        return self.view.modules().get("encoder")
+
+    def g_modules(self) -> dict[str, nn.Module]:
+        """The networks the generator step trains: G and whatever the view owns (BiGAN's E)."""
+        return {"generator": self.generator, **self.view.modules()}
 
     def modules(self) -> dict[str, nn.Module]:
-        mods = {"generator": self.generator, "discriminator": self.discriminator}
-        if self.encoder is not None:
-            mods["encoder"] = self.encoder
-        return mods
+        return {**self.g_modules(), "discriminator": self.discriminator}
 
 
 def compile_backends() -> tuple[str, ...]:
@@ -168,7 +201,7 @@ class TrainResult:
     critic_steps: int                           # total critic updates performed
 
     def summary(self) -> str:
-        return (f"{self.steps_done} generator steps, {self.critic_steps} critic steps, "
+        return (f"{self.steps_done} generator steps, {self.critic_steps} discriminator updates, "
                 f"{self.wall_s:.1f} s ({self.stopped})")
 
 
@@ -230,7 +263,176 @@ def _check_finite(hist: torch.Tensor, start: int, stop: int) -> None:
 
 def _score_summary(scores: torch.Tensor, logits: bool) -> torch.Tensor:
     """Mean probability D(.) for a classifier, mean raw score for a critic."""
-    return torch.sigmoid(scores.detach().float()).mean() if logits else scores.detach().float().mean()
+    s = scores.detach().float()
+    return torch.sigmoid(s).mean() if logits else s.mean()
+
+
+def clip_weights_(module: nn.Module, c: float | None) -> None:
+    """WGAN's Lipschitz constraint: clamp every weight of ``module`` to [-c, c] (no-op for None)."""
+    if c is None:
+        return
+    with torch.no_grad():
+        for p in module.parameters():
+            p.clamp_(-c, c)
+
+
+def _detached(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(t.detach() for t in inputs)
+
+
+@dataclass
+class _Run:
+    """The mutable state of one training run: what a checkpoint stores and a resume restores."""
+
+    setup: GANSetup
+    cfg: TrainConfig
+    device: torch.device
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    noise_gen: torch.Generator
+    hist: torch.Tensor
+    batches: Batches | None = None
+    snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    step: int = 0
+    data_step: int = 0
+    critic_updates: int = 0
+    elapsed_before: float = 0.0
+    t0: float = field(default_factory=time.monotonic)
+
+    def wall_s(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.t0
+
+
+def _start(setup: GANSetup, cfg: TrainConfig) -> _Run:
+    """Move the networks to the device, build the optimisers, resume if a checkpoint exists."""
+    device = torch.device(cfg.device)
+    for m in setup.modules().values():
+        m.to(device)
+    g_params = [p for m in setup.g_modules().values() for p in m.parameters()]
+    run = _Run(setup, cfg, device, setup.opt_g.build(g_params),
+               setup.opt_d.build(list(setup.discriminator.parameters())),
+               torch.Generator(device=device).manual_seed(cfg.seed),
+               torch.zeros(cfg.steps, len(HISTORY_COLUMNS), device=device))
+    ckpt = Path(cfg.checkpoint_path) if cfg.checkpoint_path else None
+    if ckpt is not None and cfg.resume and ckpt.exists():
+        _resume(run, ckpt)
+    return run
+
+
+def _resume(run: _Run, ckpt: Path) -> None:
+    state = torch.load(ckpt, map_location=run.device, weights_only=False)
+    if state["step"] > run.cfg.steps:
+        raise ValueError(f"checkpoint {ckpt} is at generator step {state['step']}, beyond steps={run.cfg.steps}; "
+                         f"ask for at least {state['step']} steps or use another checkpoint_path")
+    for name, module in run.setup.modules().items():
+        module.load_state_dict(state["models"][name])
+    run.opt_g.load_state_dict(state["opt_g"])
+    run.opt_d.load_state_dict(state["opt_d"])
+    run.step, run.data_step = state["step"], state["data_step"]
+    run.critic_updates, run.elapsed_before = state["critic_updates"], state["wall_s"]
+    run.hist[:run.step] = state["history"][:run.step].to(run.device)
+    run.snapshots = list(state["snapshots"])
+    _set_rng_state(state["rng"], run.device, run.noise_gen)
+
+
+def _write_checkpoint(run: _Run) -> None:
+    if not run.cfg.checkpoint_path:
+        return
+    save_atomic({
+        "models": {n: m.state_dict() for n, m in run.setup.modules().items()},
+        "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
+        "step": run.step, "data_step": run.data_step, "critic_updates": run.critic_updates,
+        "wall_s": run.wall_s(), "history": run.hist[:run.step].cpu(), "snapshots": run.snapshots,
+        "rng": _rng_state(run.device, run.noise_gen),
+    }, run.cfg.checkpoint_path)
+
+
+def _snapshot(run: _Run, fixed_z: torch.Tensor,
+              on_snapshot: Callable[[int, torch.Tensor], None] | None) -> None:
+    """G(fixed z) in eval mode (BatchNorm's running statistics), kept on the CPU."""
+    G = run.setup.generator
+    was_training = G.training
+    G.eval()
+    with torch.no_grad():
+        images = G(fixed_z).float().cpu()
+    G.train(was_training)
+    run.snapshots.append((run.step, images))
+    if on_snapshot is not None:
+        on_snapshot(run.step, images)
+
+
+@dataclass
+class _Nets:
+    """The callables one step uses: compiled wrappers or the plain modules (same parameters)."""
+
+    G: Callable[..., torch.Tensor]
+    D: Callable[..., torch.Tensor]
+    view: View
+    D_plain: nn.Module          # the penalty's double backward needs the uncompiled critic
+    objective: Objective
+    amp: Any
+
+
+def _nets(setup: GANSetup, cfg: TrainConfig, device: torch.device) -> _Nets:
+    # Compiled wrappers share their parameters with the plain modules, which stay the
+    # ones that are checkpointed, snapshotted (eval mode) and used by the penalty.
+    def fast(m: nn.Module) -> Any:
+        return torch.compile(m, backend=cfg.compile_backend) if cfg.compile else m
+
+    amp = (torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+           if cfg.amp and device.type == "cuda" else contextlib.nullcontext())
+    return _Nets(fast(setup.generator), fast(setup.discriminator), setup.view.map_modules(fast),
+                 setup.discriminator, get_objective(setup.loss), amp)
+
+
+def _critic_step(run: _Run, nets: _Nets, keep_graph: bool) -> tuple[torch.Tensor, ...]:
+    """One discriminator update on a fresh real batch and fresh noise.
+
+    Returns what the generator step may reuse: ``(x, z, real inputs, fake inputs)`` with
+    the generator side's graph kept when ``keep_graph`` (``reuse_fake``), plus the
+    logged quantities.
+    """
+    setup, dev = run.setup, run.device
+    x = run.batches.batch(run.data_step)[0]
+    run.data_step += 1
+    z = sample_noise(setup.noise, x.shape[0], setup.latent_dim, dev, run.noise_gen)
+    with nets.amp:
+        with torch.set_grad_enabled(keep_graph):
+            real_in, fake_in = nets.view.real(x), nets.view.fake(nets.G(z), z)
+        real_d, fake_d = _detached(real_in), _detached(fake_in)
+        s_real, s_fake = nets.D(*real_d), nets.D(*fake_d)
+        loss_d = nets.objective.d_loss(s_real, s_fake)
+    penalty = (setup.penalty(nets.D_plain, real_d, fake_d, run.noise_gen) if setup.penalty is not None
+               else torch.zeros((), device=dev))
+    run.opt_d.zero_grad(set_to_none=True)
+    (loss_d + penalty).backward()
+    run.opt_d.step()
+    clip_weights_(setup.discriminator, setup.clip_value)
+    run.critic_updates += 1
+    return x, z, real_in, fake_in, loss_d, penalty, s_real, s_fake
+
+
+def _generator_step(run: _Run, nets: _Nets, x: torch.Tensor, real_in: tuple[torch.Tensor, ...] | None,
+                    fake_in: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
+    """One update of G (and the view's networks) against the current D, whose weights get no gradient."""
+    setup = run.setup
+    D = setup.discriminator
+    D.requires_grad_(False)
+    try:
+        with nets.amp:
+            if fake_in is None:  # fresh noise, as in Algorithm 1 of the GAN paper
+                z = sample_noise(setup.noise, x.shape[0], setup.latent_dim, run.device, run.noise_gen)
+                fake_in = nets.view.fake(nets.G(z), z)
+                real_in = nets.view.real(x) if nets.objective.g_uses_real else None
+            s_fake = nets.D(*fake_in)
+            s_real = nets.D(*real_in) if nets.objective.g_uses_real else None
+            loss_g = nets.objective.g_loss(s_real, s_fake)
+        run.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        run.opt_g.step()
+    finally:
+        D.requires_grad_(True)
+    return loss_g
 
 
 def train(setup: GANSetup, data: Batches, cfg: TrainConfig,
@@ -238,142 +440,57 @@ def train(setup: GANSetup, data: Batches, cfg: TrainConfig,
     """Train ``setup`` on ``data`` for ``cfg.steps`` generator steps (see the module docstring)."""
     setup.validate()
     cfg.validate()
-    device = torch.device(cfg.device)
-    objective = get_objective(setup.loss)
-    G, D, E = setup.generator.to(device), setup.discriminator.to(device), setup.encoder
-    if E is not None:
-        E = E.to(device)
-    g_params = list(G.parameters()) + (list(E.parameters()) if E is not None else [])
-    opt_g, opt_d = setup.opt_g.build(g_params), setup.opt_d.build(list(D.parameters()))
-    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    fixed_z = sample_noise(setup.noise, cfg.n_fixed, setup.latent_dim, device,
-                           torch.Generator(device=device).manual_seed(cfg.seed + 1))
+    setup.view.check_batch(data.batch_size)
+    run = _start(setup, cfg)
+    run.batches = data
+    nets = _nets(setup, cfg, run.device)
+    fixed_z = sample_noise(setup.noise, cfg.n_fixed, setup.latent_dim, run.device,
+                           torch.Generator(device=run.device).manual_seed(cfg.seed + 1))
     snapshot_every = cfg.snapshot_every or max(1, cfg.steps // 8)
-    hist = torch.zeros(cfg.steps, len(HISTORY_COLUMNS), device=device)
-    snapshots: list[tuple[int, torch.Tensor]] = []
-    step, data_step, critic_updates, elapsed_before = 0, 0, 0, 0.0
-
-    ckpt = Path(cfg.checkpoint_path) if cfg.checkpoint_path else None
-    if ckpt is not None and cfg.resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        for name, module in setup.modules().items():
-            module.load_state_dict(state["models"][name])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        step, data_step = state["step"], state["data_step"]
-        if step > cfg.steps:
-            raise ValueError(f"checkpoint {ckpt} is at generator step {step}, beyond steps={cfg.steps}; "
-                             f"ask for at least {step} steps or use another checkpoint_path")
-        critic_updates, elapsed_before = state["critic_updates"], state["wall_s"]
-        done = min(step, cfg.steps)
-        hist[:done] = state["history"][:done].to(device)
-        snapshots = [(s, img) for s, img in state["snapshots"] if s <= cfg.steps]
-        _set_rng_state(state["rng"], device, noise_gen)
-
-    def checkpoint() -> None:
-        if ckpt is None:
-            return
-        save_atomic({
-            "models": {n: m.state_dict() for n, m in setup.modules().items()},
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "step": step, "data_step": data_step, "critic_updates": critic_updates,
-            "wall_s": elapsed_before + time.monotonic() - t0,
-            "history": hist[:step].cpu(), "snapshots": snapshots,
-            "rng": _rng_state(device, noise_gen),
-        }, ckpt)
-
-    def snapshot() -> None:
-        was_training = G.training
-        G.eval()
-        with torch.no_grad():
-            images = G(fixed_z).float().cpu()
-        G.train(was_training)
-        snapshots.append((step, images))
-        if on_snapshot is not None:
-            on_snapshot(step, images)
-
-    # Compiled wrappers share their parameters with the plain modules, which stay the
-    # ones that are checkpointed, snapshotted (eval mode) and used by the gradient
-    # penalty (its double backward is not supported by compiled graphs).
-    def fast(m: nn.Module | None) -> Any:
-        return torch.compile(m, backend=cfg.compile_backend) if cfg.compile and m is not None else m
-
-    G_, D_, E_ = fast(G), fast(D), fast(E)
-    amp = (torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-           if cfg.amp and device.type == "cuda" else contextlib.nullcontext())
-    zero = torch.zeros((), device=device)
-    t0 = time.monotonic()
-    stopped, checked_until = "completed", step
+    stopped, checked_until = "completed", run.step
     for m in setup.modules().values():
         m.train()
-    if step == 0 and not snapshots:
-        snapshot()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc="training", unit="step",
+    if run.step == 0 and not run.snapshots:
+        _snapshot(run, fixed_z, on_snapshot)
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress, desc="training", unit="step",
                mininterval=2.0)
+    run.t0 = time.monotonic()
     try:
-        while step < cfg.steps:
-            # ---- critic / discriminator
-            for _ in range(setup.critic_steps(step)):
-                x = data.batch(data_step)[0]
-                data_step += 1
-                z = sample_noise(setup.noise, x.shape[0], setup.latent_dim, device, noise_gen)
-                with amp:
-                    with torch.no_grad():
-                        fake = G_(z)
-                        code = E_(x) if E is not None else None
-                    real_pair = (x, code) if E is not None else (x,)
-                    fake_pair = (fake, z) if E is not None else (fake,)
-                    s_real, s_fake = D_(*real_pair), D_(*fake_pair)
-                    loss_d = objective.d_loss(s_real, s_fake)
-                penalty = (gradient_penalty(D, x, fake, setup.gp_weight, noise_gen)
-                           if setup.gp_weight > 0 else zero)
-                opt_d.zero_grad(set_to_none=True)
-                (loss_d + penalty).backward()
-                opt_d.step()
-                critic_updates += 1
-                if setup.clip_value is not None:
-                    with torch.no_grad():
-                        for p in D.parameters():
-                            p.clamp_(-setup.clip_value, setup.clip_value)
-            # ---- generator (and encoder)
-            D.requires_grad_(False)  # no weight gradients for D in the G step
-            z = sample_noise(setup.noise, x.shape[0], setup.latent_dim, device, noise_gen)
-            with amp:
-                s_fake_g = D_(G_(z), z) if E is not None else D_(G_(z))
-                s_real_g = D_(x, E_(x)) if E is not None else None
-                loss_g = objective.g_loss(s_real_g, s_fake_g)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            D.requires_grad_(True)
-
-            hist[step] = torch.stack([loss_d.detach().float(), loss_g.detach().float(),
-                                      _score_summary(s_real, objective.logits),
-                                      _score_summary(s_fake, objective.logits),
-                                      penalty.detach().float()])
-            step += 1
+        while run.step < cfg.steps:
+            k = setup.schedule(run.step)
+            for i in range(k):
+                keep = setup.reuse_fake and i == k - 1
+                x, z, real_in, fake_in, loss_d, penalty, s_real, s_fake = _critic_step(run, nets, keep)
+            if not setup.reuse_fake:
+                real_in = fake_in = None
+            loss_g = _generator_step(run, nets, x, real_in, fake_in)
+            del real_in, fake_in  # free the reused graph before the next critic step
+            run.hist[run.step] = torch.stack([
+                loss_d.detach().float(), loss_g.detach().float(), _score_summary(s_real, nets.objective.logits),
+                _score_summary(s_fake, nets.objective.logits), penalty.detach().float()])
+            run.step += 1
             bar.update(1)
+            step = run.step
             if step % cfg.log_every == 0 or step == cfg.steps:
-                _check_finite(hist, checked_until, step)
+                _check_finite(run.hist, checked_until, step)
                 checked_until = step
-                bar.set_postfix(loss_d=f"{hist[step - 1, 0].item():.3f}",
-                                loss_g=f"{hist[step - 1, 1].item():.3f}")
+                bar.set_postfix(loss_d=f"{run.hist[step - 1, 0].item():.3f}",
+                                loss_g=f"{run.hist[step - 1, 1].item():.3f}")
             if step % snapshot_every == 0 or step == cfg.steps:
-                snapshot()
+                _snapshot(run, fixed_z, on_snapshot)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                _check_finite(hist, checked_until, step)
+                _check_finite(run.hist, checked_until, step)
                 checked_until = step
-                checkpoint()
-            if cfg.time_budget_s is not None and time.monotonic() - t0 > cfg.time_budget_s:
+                _write_checkpoint(run)
+            if cfg.time_budget_s is not None and time.monotonic() - run.t0 > cfg.time_budget_s:
                 stopped = f"time budget of {cfg.time_budget_s:g} s reached"
                 break
     finally:
         bar.close()
-        D.requires_grad_(True)
-    _check_finite(hist, checked_until, step)
-    if not snapshots or snapshots[-1][0] != step:
-        snapshot()
-    checkpoint()
-    history = hist[:step].cpu().numpy()
-    return TrainResult({c: history[:, i] for i, c in enumerate(HISTORY_COLUMNS)}, snapshots, step,
-                       elapsed_before + time.monotonic() - t0, stopped, critic_updates)
+    _check_finite(run.hist, checked_until, run.step)
+    if not run.snapshots or run.snapshots[-1][0] != run.step:
+        _snapshot(run, fixed_z, on_snapshot)
+    _write_checkpoint(run)
+    history = run.hist[:run.step].cpu().numpy()
+    return TrainResult({c: history[:, i] for i, c in enumerate(HISTORY_COLUMNS)}, run.snapshots, run.step,
+                       run.wall_s(), stopped, run.critic_updates)

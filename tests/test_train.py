@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan_utils import data, models, train
+from gan_utils import data, losses, models, train
 
 
 def _setup(seed: int = 0, dropout: float = 0.3, **kw) -> train.GANSetup:
@@ -130,16 +130,16 @@ def test_resume_refuses_a_checkpoint_beyond_the_requested_steps(tmp_path: Path) 
         _run(5, ckpt)
 
 
-@pytest.mark.parametrize("gp_weight", [0.0, 10.0])
-def test_compiled_forwards_train_like_eager(tmp_path: Path, gp_weight: float) -> None:
+@pytest.mark.parametrize("gp", [False, True])
+def test_compiled_forwards_train_like_eager(tmp_path: Path, gp: bool) -> None:
     """``compile=True`` changes how the forwards run, not what is learnt or what is saved.
 
     (The gradient penalty's double backward runs through the plain critic.)
     """
     def run(compile: bool) -> tuple[train.GANSetup, dict]:
         # No dropout: compiled graphs draw their random numbers differently from eager mode.
-        setup = _setup(dropout=0.0, loss="wasserstein" if gp_weight else "non_saturating",
-                       gp_weight=gp_weight)
+        setup = _setup(dropout=0.0, loss="wasserstein" if gp else "non_saturating",
+                       penalty=losses.WGANGP(10.0) if gp else None)
         path = tmp_path / f"compile-{compile}.pt"
         cfg = train.TrainConfig(steps=4, progress=False, compile=compile, compile_backend="aot_eager",
                                 checkpoint_path=path)
@@ -162,3 +162,58 @@ def test_compiled_forwards_train_like_eager(tmp_path: Path, gp_weight: float) ->
 def test_unknown_compile_backend_names_the_choices() -> None:
     with pytest.raises(ValueError, match="compile_backend.*inductor"):
         train.TrainConfig(steps=1, compile=True, compile_backend="warp-drive").validate()
+
+
+def _grads(modules) -> list[torch.Tensor]:
+    return [p.grad.detach().clone() for m in modules for p in m.parameters()]
+
+
+@pytest.mark.parametrize("bigan", [False, True])
+def test_reusing_the_fake_batch_gives_the_two_pass_gradients(bigan: bool) -> None:
+    """One training step with reuse_fake=True == a straightforward two-pass step on the same z.
+
+    Two-pass: the D step computes G(z) without a graph; the G step computes G(z) again
+    (same z) through the *updated* D. With reuse, the loop computes G(z) once. Both steps'
+    gradients must agree; a reuse that forgot to detach the fakes in the D step, or that
+    scored them with the old D, would fail.
+    """
+    from gan_utils import views
+
+    def build(reuse: bool) -> train.GANSetup:
+        torch.manual_seed(0)
+        G = models.MLPGenerator(4, hidden=(16,), out_shape=(2,))
+        D = (models.JointDiscriminator(4, hidden=(16,), in_features=2, dropout=0.0) if bigan
+             else models.MLPDiscriminator(2, hidden=(16,), dropout=0.0))
+        view = views.JointView(models.BiGANEncoder(4, hidden=(8,), in_features=2)) if bigan else views.PlainView()
+        return train.GANSetup(G, D, 4, loss="bigan" if bigan else "non_saturating", view=view, reuse_fake=reuse,
+                              opt_g=train.OptimizerSpec("sgd", 0.1), opt_d=train.OptimizerSpec("sgd", 0.1))
+
+    reused = build(True)
+    train.train(reused, _data(), train.TrainConfig(steps=1, progress=False))
+
+    ref = build(False)
+    objective = losses.get_objective(ref.loss)
+    x = _data().batch(0)[0]
+    z = train.sample_noise("normal", len(x), 4, torch.device("cpu"), torch.Generator().manual_seed(0))
+    opt_d = torch.optim.SGD(ref.discriminator.parameters(), lr=0.1)
+    g_params = [p for m in ref.g_modules().values() for p in m.parameters()]
+    opt_g = torch.optim.SGD(g_params, lr=0.1)
+    with torch.no_grad():
+        real_in, fake_in = ref.view.real(x), ref.view.fake(ref.generator(z), z)
+    loss_d = objective.d_loss(ref.discriminator(*real_in), ref.discriminator(*fake_in))
+    loss_d.backward()
+    opt_d.step()
+    d_grads = _grads([ref.discriminator])
+    fake_in, real_in = ref.view.fake(ref.generator(z), z), ref.view.real(x)
+    s_fake = ref.discriminator(*fake_in)
+    s_real = ref.discriminator(*real_in) if objective.g_uses_real else None
+    opt_g.zero_grad()
+    objective.g_loss(s_real, s_fake).backward()
+    opt_g.step()
+
+    for a, b in zip(_grads([reused.discriminator]), d_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    for a, b in zip(_grads(reused.g_modules().values()), _grads(ref.g_modules().values())):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    for a, b in zip(_params(reused), _params(ref)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

@@ -6,7 +6,7 @@
 * the penalty keeps its graph (create_graph=True): its gradient reaches the critic's weights and
   equals the hand-derived one;
 * weight clipping holds after every critic step; the fake batch is detached in the critic step;
-* n_critic (and the warm-up) count critic steps, each on a fresh real batch;
+* the critic schedule (n_critic, WGAN's bursts) counts critic steps, each on a fresh real batch;
 * the Wasserstein estimate in the history has the right sign.
 
 The DCGAN / critic architectures (no BatchNorm in the WGAN-GP critic) are tested in test_dcgan.py.
@@ -107,9 +107,10 @@ def test_critic_grad_norms_are_per_sample() -> None:
 
 # ---------------------------------------------------------------- the loop, WGAN-configured
 
-def _toy_setup(**kw) -> train.GANSetup:
+def _toy_setup(n_critic: int = 1, **kw) -> train.GANSetup:
     torch.manual_seed(0)
     kw.setdefault("loss", "wasserstein")
+    kw.setdefault("schedule", train.CriticSchedule(n_critic))
     return train.GANSetup(models.ToyMLP(2, 2, hidden=16, depth=2), models.ToyMLP(2, 1, hidden=16, depth=2),
                           latent_dim=2, **kw)
 
@@ -150,7 +151,7 @@ def test_weight_clipping_holds_after_every_critic_step() -> None:
 @pytest.mark.parametrize("kw", [
     {"loss": "non_saturating"},
     {"loss": "wasserstein", "clip_value": 0.01},
-    {"loss": "wasserstein", "gp_weight": 10.0},
+    {"loss": "wasserstein", "penalty": losses.WGANGP(10.0)},
 ], ids=["bce", "wgan", "wgan-gp"])
 def test_fake_batch_is_detached_in_the_critic_step(kw: dict) -> None:
     """G's parameters receive a gradient once per generator step and never from a critic loss."""
@@ -174,12 +175,17 @@ def test_n_critic_counts_critic_steps_on_fresh_batches() -> None:
     assert len(calls) == 2 * 20 + 4          # real + fake per critic step, one per generator step
 
 
-def test_critic_warmup_adds_critic_steps_at_the_start() -> None:
+def test_critic_bursts_at_the_start_and_periodically() -> None:
+    """WGAN's official schedule: `burst` critic steps for t < burst_first and whenever t % burst_every == 0."""
     spy = SpyBatches()
-    setup = _toy_setup(n_critic=5, critic_warmup=(2, 7))
-    result = train.train(setup, spy, _cfg(4))
-    assert result.critic_steps == 2 * 7 + 2 * 5
-    assert spy.asked == list(range(24))
+    setup = _toy_setup(schedule=train.CriticSchedule(5, burst=7, burst_first=2, burst_every=4))
+    result = train.train(setup, spy, _cfg(9))
+    # generator steps 0, 1 (first two), 4 and 8 (every 4th) burst; 2, 3, 5, 6, 7 do not
+    assert [setup.schedule(t) for t in range(9)] == [7, 7, 5, 5, 7, 5, 5, 5, 7]
+    assert result.critic_steps == 4 * 7 + 5 * 5
+    assert spy.asked == list(range(4 * 7 + 5 * 5))
+    official = train.CriticSchedule(5, burst=100, burst_first=25, burst_every=500)
+    assert [official(t) for t in (0, 24, 25, 499, 500, 501, 1000)] == [100, 100, 5, 5, 100, 5, 100]
 
 
 def test_history_holds_the_wasserstein_estimate_with_the_right_sign() -> None:
