@@ -14,6 +14,8 @@ typo in ``papermill -p profile quikc`` never silently trains the wrong thing.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -21,6 +23,11 @@ import torch
 
 PROFILES: tuple[str, ...] = ("smoke", "quick", "full", "auto")
 CONCRETE_PROFILES: tuple[str, ...] = ("smoke", "quick", "full")
+
+# Seeds are combined later (``seed + 1`` for the fixed noise, ``seed * 1_000_003 + epoch`` per
+# epoch in gan_utils.data) and fed to NumPy, whose seeds stop at 2**32 - 1. Capping seeds there
+# keeps every derived seed far inside torch's 64-bit range, whatever the run length.
+SEED_MAX = 2**32 - 1
 
 T = TypeVar("T")
 
@@ -35,13 +42,41 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
 
 
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> Any:
-    """Reject non-numbers, NaN and non-positive values with a message naming the parameter."""
+    """Reject non-numbers, NaN, infinity and non-positive values with a message naming the parameter.
+
+    Infinity is refused because it only surfaces later, as NaN losses, far from its cause.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if value != value or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
+    if isinstance(value, float) and math.isinf(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
     return value
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as an ``int`` if it is a true integer within [minimum, maximum].
+
+    Floats are refused even when whole (2.5 would otherwise be truncated to 2, and 3.0
+    usually means a computed value that was meant to be rounded on purpose); so are bools
+    and strings. NumPy integers are accepted.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        hint = f" (write {int(value)} if that is meant)" if isinstance(value, float) and value.is_integer() else ""
+        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__}){hint}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "" if minimum is None else f"{minimum} <= "
+        high = "" if maximum is None else f" <= {maximum}"
+        raise ValueError(f"{name} must be an integer with {low}{name}{high}, got {value}")
+    return value
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A seed: an integer in [0, SEED_MAX] (see ``SEED_MAX`` for why the range stops there)."""
+    return check_int(name, value, minimum=0, maximum=SEED_MAX)
 
 
 def resolve_profile(profile: str, device: str | torch.device | None = None) -> str:

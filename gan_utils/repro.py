@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import check_choice
+from .config import check_choice, check_seed
 
 DEVICES: tuple[str, ...] = ("auto", "cuda", "mps", "cpu")
 
@@ -28,10 +28,9 @@ def seed_everything(seed: int) -> torch.Generator:
     cuDNN autotuning is left on: bit-exact GPU runs cost speed, and the book's
     exactness claims (resume, determinism tests) are made on CPU.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = check_seed("seed", seed)
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)  # check_seed keeps it below 2**32, NumPy's limit
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
