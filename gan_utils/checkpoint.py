@@ -307,7 +307,7 @@ def _check_modules(path: Path, state: dict, modules: Mapping[str, nn.Module]) ->
             elif value.is_floating_point() and not bool(torch.isfinite(value).all()):
                 problems.append(f"{name}.{key}: holds NaN or infinite values")
     if problems:
-        raise _error(path, "its modules do not match the ones to resume:" + _listed(problems))
+        raise _error(path, "its modules are damaged or do not match the ones to resume:" + _listed(problems))
 
 
 def _state_keys(optimizer: torch.optim.Optimizer, group: Mapping[str, Any]) -> set[str] | None:
