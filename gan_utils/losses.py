@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -122,6 +123,17 @@ def _input_grad_norms(critic: Callable[..., torch.Tensor], inputs: tuple[torch.T
     return torch.sqrt(sq + eps)
 
 
+RandomSource = Union[torch.Generator, Callable[[tuple[int, ...]], torch.Tensor], None]
+"""A ``torch.Generator``, or ``rand(shape) -> U[0, 1) tensor`` (the training loop's, which
+draws the global batch's numbers and keeps this rank's slice under torchrun)."""
+
+
+def _uniform(shape: tuple[int, ...], like: torch.Tensor, source: RandomSource) -> torch.Tensor:
+    if source is not None and not isinstance(source, torch.Generator):
+        return source(tuple(shape)).to(device=like.device, dtype=like.dtype)
+    return torch.rand(shape, device=like.device, dtype=like.dtype, generator=source)
+
+
 def _check_pairs(real: tuple[torch.Tensor, ...], fake: tuple[torch.Tensor, ...]) -> None:
     if len(real) != len(fake) or any(r.shape != f.shape for r, f in zip(real, fake)):
         shapes = lambda ts: [tuple(t.shape) for t in ts]  # noqa: E731
@@ -141,9 +153,9 @@ class WGANGP:
     weight: float = 10.0
 
     def __call__(self, critic: Callable[..., torch.Tensor], real: tuple[torch.Tensor, ...],
-                 fake: tuple[torch.Tensor, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+                 fake: tuple[torch.Tensor, ...], generator: RandomSource = None) -> torch.Tensor:
         _check_pairs(real, fake)
-        e = torch.rand(real[0].shape[0], device=real[0].device, dtype=real[0].dtype, generator=generator)
+        e = _uniform((real[0].shape[0],), real[0], generator)
         x_hat = tuple(e.view(_per_sample_shape(r)) * r.detach() + (1 - e.view(_per_sample_shape(r))) * f.detach()
                       for r, f in zip(real, fake))
         return self.weight * (_input_grad_norms(critic, x_hat) - 1.0).pow(2).mean()
@@ -164,12 +176,12 @@ class DRAGAN:
     c: float = 0.5
 
     def __call__(self, critic: Callable[..., torch.Tensor], real: tuple[torch.Tensor, ...],
-                 fake: tuple[torch.Tensor, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+                 fake: tuple[torch.Tensor, ...], generator: RandomSource = None) -> torch.Tensor:
         x_hat = []
         for r in real:
             r = r.detach()
-            u = torch.rand(r.shape, device=r.device, dtype=r.dtype, generator=generator)
-            a = torch.rand(_per_sample_shape(r), device=r.device, dtype=r.dtype, generator=generator)
+            u = _uniform(tuple(r.shape), r, generator)
+            a = _uniform(_per_sample_shape(r), r, generator)
             x_hat.append(r + a * (self.c * r.std() * u))
         return self.weight * (_input_grad_norms(critic, tuple(x_hat)) - 1.0).pow(2).mean()
 
@@ -185,7 +197,7 @@ class R1:
     gamma: float = 10.0
 
     def __call__(self, critic: Callable[..., torch.Tensor], real: tuple[torch.Tensor, ...],
-                 fake: tuple[torch.Tensor, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+                 fake: tuple[torch.Tensor, ...], generator: RandomSource = None) -> torch.Tensor:
         return 0.5 * self.gamma * _input_grad_norms(critic, real, eps=0.0).pow(2).mean()
 
 

@@ -33,7 +33,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,8 +41,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import check_choice, check_positive
+from . import checkpoint as ckpt_io
+from .checkpoint import save_atomic  # noqa: F401  (re-exported: train.save_atomic)
+from .config import check_choice, check_int, check_positive, check_seed
 from .losses import Objective, Penalty, get_objective
+from .distributed import ShardedBatches, World
 from .views import PlainView, View
 
 with warnings.catch_warnings():
@@ -107,12 +110,12 @@ class CriticSchedule:
         return self.n_critic
 
     def validate(self) -> None:
-        check_positive("n_critic", self.n_critic)
+        check_int("n_critic", self.n_critic, minimum=1)
         if self.burst is not None:
-            check_positive("burst", self.burst)
-        check_positive("burst_first", self.burst_first, allow_zero=True)
+            check_int("burst", self.burst, minimum=1)
+        check_int("burst_first", self.burst_first, minimum=0)
         if self.burst_every is not None:
-            check_positive("burst_every", self.burst_every)
+            check_int("burst_every", self.burst_every, minimum=1)
 
 
 @dataclass
@@ -135,7 +138,10 @@ class GANSetup:
     def validate(self) -> None:
         get_objective(self.loss)
         check_choice("noise", self.noise, NOISE)
-        check_positive("latent_dim", self.latent_dim)
+        check_int("latent_dim", self.latent_dim, minimum=1)
+        if not isinstance(self.schedule, CriticSchedule):
+            raise ValueError(f"schedule must be a train.CriticSchedule, got {self.schedule!r}; "
+                             f"e.g. CriticSchedule(5) for five critic steps per generator step")
         self.schedule.validate()
         if self.clip_value is not None:
             check_positive("clip_value", self.clip_value)
@@ -183,10 +189,15 @@ class TrainConfig:
 
     def validate(self) -> None:
         for name in ("steps", "log_every", "n_fixed"):
-            check_positive(name, getattr(self, name))
-        for name in ("snapshot_every", "checkpoint_every", "time_budget_s"):
+            check_int(name, getattr(self, name), minimum=1)
+        for name in ("snapshot_every", "checkpoint_every"):
             if getattr(self, name) is not None:
-                check_positive(name, getattr(self, name))
+                check_int(name, getattr(self, name), minimum=1)
+        if self.time_budget_s is not None:
+            check_positive("time_budget_s", self.time_budget_s)
+        check_seed("seed", self.seed)
+        if self.checkpoint_path is not None:
+            ckpt_io.check_checkpoint_path(self.checkpoint_path)
         if self.compile:
             check_choice("compile_backend", self.compile_backend, compile_backends())
 
@@ -215,23 +226,6 @@ def sample_noise(kind: str, n: int, dim: int, device: torch.device,
 
 
 # ---------------------------------------------------------------- checkpoints
-
-def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``.
-
-    A crash (or a full disk) mid-write leaves the previous checkpoint untouched:
-    ``os.replace`` is atomic on POSIX and Windows.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
 
 def _rng_state(device: torch.device, noise_gen: torch.Generator) -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "noise": noise_gen.get_state()}
@@ -291,7 +285,9 @@ class _Run:
     opt_d: torch.optim.Optimizer
     noise_gen: torch.Generator
     hist: torch.Tensor
+    world: World = field(default_factory=World)
     batches: Batches | None = None
+    config: dict[str, Any] = field(default_factory=dict)
     snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     step: int = 0
     data_step: int = 0
@@ -302,8 +298,51 @@ class _Run:
     def wall_s(self) -> float:
         return self.elapsed_before + time.monotonic() - self.t0
 
+    def noise(self, n: int) -> torch.Tensor:
+        """z for ``n`` local samples: drawn for the global batch, this rank's slice kept."""
+        s = self.setup
+        return self.world.shard(sample_noise(s.noise, n * self.world.size, s.latent_dim, self.device, self.noise_gen))
 
-def _start(setup: GANSetup, cfg: TrainConfig) -> _Run:
+    def rand(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """U[0, 1) numbers for ``shape[0]`` local samples, drawn for the global batch like ``noise``."""
+        full = (shape[0] * self.world.size, *shape[1:])
+        return self.world.shard(torch.rand(full, device=self.device, generator=self.noise_gen))
+
+
+def _describe(obj: Any) -> Any:
+    """A plain-value description of a view or penalty: its class and its non-network fields."""
+    if obj is None:
+        return None
+    if not hasattr(obj, "__dataclass_fields__"):
+        return {"class": getattr(obj, "__qualname__", type(obj).__qualname__)}
+    return {"class": type(obj).__qualname__,
+            **{f.name: getattr(obj, f.name) for f in fields(obj) if not isinstance(getattr(obj, f.name), nn.Module)}}
+
+
+def _describe_data(data: Batches) -> dict[str, Any]:
+    inner = getattr(data, "batches", data)   # the global stream under torchrun
+    tensors = getattr(inner, "tensors", ())
+    return {"class": type(inner).__qualname__, "batch_size": inner.batch_size,
+            "seed": getattr(inner, "seed", None), "name": getattr(inner, "name", None),
+            "shapes": [list(t.shape) for t in tensors]}
+
+
+def describe_run(setup: GANSetup, cfg: TrainConfig, data: Batches, opt_g: torch.optim.Optimizer,
+                 opt_d: torch.optim.Optimizer) -> dict[str, Any]:
+    """What makes resuming meaningful: recorded in every checkpoint and compared on resume.
+
+    Not recorded: the number of processes (a run may resume on another world size), the
+    device, the step count, logging and compilation.
+    """
+    return {"loss": setup.loss, "view": _describe(setup.view), "penalty": _describe(setup.penalty),
+            "schedule": _describe(setup.schedule), "clip_value": setup.clip_value, "noise": setup.noise,
+            "latent_dim": setup.latent_dim, "reuse_fake": setup.reuse_fake,
+            "modules": {n: ckpt_io.module_signature(m) for n, m in setup.modules().items()},
+            "opt_g": ckpt_io.optimizer_signature(opt_g), "opt_d": ckpt_io.optimizer_signature(opt_d),
+            "data": _describe_data(data), "seed": cfg.seed}
+
+
+def _start(setup: GANSetup, cfg: TrainConfig, world: World, data: Batches) -> _Run:
     """Move the networks to the device, build the optimisers, resume if a checkpoint exists."""
     device = torch.device(cfg.device)
     for m in setup.modules().values():
@@ -312,39 +351,55 @@ def _start(setup: GANSetup, cfg: TrainConfig) -> _Run:
     run = _Run(setup, cfg, device, setup.opt_g.build(g_params),
                setup.opt_d.build(list(setup.discriminator.parameters())),
                torch.Generator(device=device).manual_seed(cfg.seed),
-               torch.zeros(cfg.steps, len(HISTORY_COLUMNS), device=device))
+               torch.zeros(cfg.steps, len(HISTORY_COLUMNS), device=device), world, data)
+    run.config = describe_run(setup, cfg, data, run.opt_g, run.opt_d)
     ckpt = Path(cfg.checkpoint_path) if cfg.checkpoint_path else None
-    if ckpt is not None and cfg.resume and ckpt.exists():
-        _resume(run, ckpt)
+    if ckpt is not None:
+        ckpt_io.clean_stale_temporaries(ckpt)
+        if cfg.resume and ckpt.exists():
+            _resume(run, ckpt)
     return run
 
 
+_REQUIRED = {"step": int, "data_step": int, "critic_updates": int, "wall_s": (int, float),
+             "history": torch.Tensor, "snapshots": list, "rng": dict}
+
+
 def _resume(run: _Run, ckpt: Path) -> None:
-    state = torch.load(ckpt, map_location=run.device, weights_only=False)
-    if state["step"] > run.cfg.steps:
-        raise ValueError(f"checkpoint {ckpt} is at generator step {state['step']}, beyond steps={run.cfg.steps}; "
-                         f"ask for at least {state['step']} steps or use another checkpoint_path")
-    for name, module in run.setup.modules().items():
-        module.load_state_dict(state["models"][name])
-    run.opt_g.load_state_dict(state["opt_g"])
-    run.opt_d.load_state_dict(state["opt_d"])
-    run.step, run.data_step = state["step"], state["data_step"]
-    run.critic_updates, run.elapsed_before = state["critic_updates"], state["wall_s"]
-    run.hist[:run.step] = state["history"][:run.step].to(run.device)
-    run.snapshots = list(state["snapshots"])
+    """Check everything first (config, tensors, optimiser state, step, RNG), then load it all."""
+    optimizers = {"opt_g": run.opt_g, "opt_d": run.opt_d}
+    state = ckpt_io.load_checkpoint(ckpt, expected_config=run.config, modules=run.setup.modules(),
+                                    optimizers=optimizers, required=_REQUIRED)
+    step = state["step"]
+    if step > run.cfg.steps:
+        raise ckpt_io.CheckpointError(
+            f"checkpoint {ckpt} is at generator step {step}, beyond steps={run.cfg.steps}.\n"
+            f"Fix: ask for at least {step} steps, or pass another checkpoint_path.")
+    if tuple(state["history"].shape) != (step, len(HISTORY_COLUMNS)) or not 0 <= step <= state["data_step"]:
+        raise ckpt_io.CheckpointError(f"checkpoint {ckpt} cannot be resumed: the file is damaged (its history "
+                                      f"or step counters are inconsistent).\nFix: {ckpt_io.FIX.format(path=ckpt)}.")
+    try:  # try the RNG states on scratch generators before touching the real ones
+        torch.Generator().set_state(state["rng"]["torch"])
+        torch.Generator(device=run.device).set_state(state["rng"]["noise"])
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise ckpt_io.CheckpointError(f"checkpoint {ckpt} cannot be resumed: its random-number states are "
+                                      f"damaged ({exc}).\nFix: {ckpt_io.FIX.format(path=ckpt)}.") from None
+    ckpt_io.apply_checkpoint(state, run.setup.modules(), optimizers)
+    run.step, run.data_step = step, state["data_step"]
+    run.critic_updates, run.elapsed_before = state["critic_updates"], float(state["wall_s"])
+    run.hist[:step] = state["history"].to(run.device)
+    run.snapshots = [(int(s), img) for s, img in state["snapshots"]]
     _set_rng_state(state["rng"], run.device, run.noise_gen)
 
 
 def _write_checkpoint(run: _Run) -> None:
-    if not run.cfg.checkpoint_path:
+    if not run.cfg.checkpoint_path or not run.world.is_writer:
         return
-    save_atomic({
-        "models": {n: m.state_dict() for n, m in run.setup.modules().items()},
-        "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
-        "step": run.step, "data_step": run.data_step, "critic_updates": run.critic_updates,
-        "wall_s": run.wall_s(), "history": run.hist[:run.step].cpu(), "snapshots": run.snapshots,
-        "rng": _rng_state(run.device, run.noise_gen),
-    }, run.cfg.checkpoint_path)
+    save_atomic(ckpt_io.pack_checkpoint(
+        run.config, run.setup.modules(), {"opt_g": run.opt_g, "opt_d": run.opt_d},
+        step=run.step, data_step=run.data_step, critic_updates=run.critic_updates, wall_s=run.wall_s(),
+        history=run.hist[:run.step].cpu(), snapshots=run.snapshots, rng=_rng_state(run.device, run.noise_gen),
+    ), run.cfg.checkpoint_path)
 
 
 def _snapshot(run: _Run, fixed_z: torch.Tensor,
@@ -395,17 +450,18 @@ def _critic_step(run: _Run, nets: _Nets, keep_graph: bool) -> tuple[torch.Tensor
     setup, dev = run.setup, run.device
     x = run.batches.batch(run.data_step)[0]
     run.data_step += 1
-    z = sample_noise(setup.noise, x.shape[0], setup.latent_dim, dev, run.noise_gen)
+    z = run.noise(x.shape[0])
     with nets.amp:
         with torch.set_grad_enabled(keep_graph):
             real_in, fake_in = nets.view.real(x), nets.view.fake(nets.G(z), z)
         real_d, fake_d = _detached(real_in), _detached(fake_in)
         s_real, s_fake = nets.D(*real_d), nets.D(*fake_d)
         loss_d = nets.objective.d_loss(s_real, s_fake)
-    penalty = (setup.penalty(nets.D_plain, real_d, fake_d, run.noise_gen) if setup.penalty is not None
+    penalty = (setup.penalty(nets.D_plain, real_d, fake_d, run.rand) if setup.penalty is not None
                else torch.zeros((), device=dev))
     run.opt_d.zero_grad(set_to_none=True)
     (loss_d + penalty).backward()
+    run.world.average_gradients(run.opt_d)
     run.opt_d.step()
     clip_weights_(setup.discriminator, setup.clip_value)
     run.critic_updates += 1
@@ -421,7 +477,7 @@ def _generator_step(run: _Run, nets: _Nets, x: torch.Tensor, real_in: tuple[torc
     try:
         with nets.amp:
             if fake_in is None:  # fresh noise, as in Algorithm 1 of the GAN paper
-                z = sample_noise(setup.noise, x.shape[0], setup.latent_dim, run.device, run.noise_gen)
+                z = run.noise(x.shape[0])
                 fake_in = nets.view.fake(nets.G(z), z)
                 real_in = nets.view.real(x) if nets.objective.g_uses_real else None
             s_fake = nets.D(*fake_in)
@@ -429,6 +485,7 @@ def _generator_step(run: _Run, nets: _Nets, x: torch.Tensor, real_in: tuple[torc
             loss_g = nets.objective.g_loss(s_real, s_fake)
         run.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        run.world.average_gradients(run.opt_g)
         run.opt_g.step()
     finally:
         D.requires_grad_(True)
@@ -436,13 +493,20 @@ def _generator_step(run: _Run, nets: _Nets, x: torch.Tensor, real_in: tuple[torc
 
 
 def train(setup: GANSetup, data: Batches, cfg: TrainConfig,
-          on_snapshot: Callable[[int, torch.Tensor], None] | None = None) -> TrainResult:
-    """Train ``setup`` on ``data`` for ``cfg.steps`` generator steps (see the module docstring)."""
+          on_snapshot: Callable[[int, torch.Tensor], None] | None = None,
+          world: World | None = None) -> TrainResult:
+    """Train ``setup`` on ``data`` for ``cfg.steps`` generator steps (see the module docstring).
+
+    Under torchrun pass ``world=distributed.init_from_env()``: every rank then trains on its
+    slice of each global batch of ``data``, with gradients averaged, and rank 0 alone writes
+    the checkpoint (``on_snapshot`` runs on every rank).
+    """
     setup.validate()
     cfg.validate()
+    world = world or World()
+    data = ShardedBatches(data, world) if world.size > 1 else data
     setup.view.check_batch(data.batch_size)
-    run = _start(setup, cfg)
-    run.batches = data
+    run = _start(setup, cfg, world, data)
     nets = _nets(setup, cfg, run.device)
     fixed_z = sample_noise(setup.noise, cfg.n_fixed, setup.latent_dim, run.device,
                            torch.Generator(device=run.device).manual_seed(cfg.seed + 1))
@@ -452,7 +516,7 @@ def train(setup: GANSetup, data: Batches, cfg: TrainConfig,
         m.train()
     if run.step == 0 and not run.snapshots:
         _snapshot(run, fixed_z, on_snapshot)
-    bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress, desc="training", unit="step",
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not (cfg.progress and world.is_writer), desc="training", unit="step",
                mininterval=2.0)
     run.t0 = time.monotonic()
     try:

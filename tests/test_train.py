@@ -104,7 +104,7 @@ def test_nan_guard_names_step_and_loss(tmp_path: Path) -> None:
     with pytest.raises(train.NonFiniteLossError, match=r"loss_d became nan at generator step 7"):
         train.train(setup, _data(), cfg)
     # the last checkpoint written is from before the NaNs
-    state = torch.load(tmp_path / "c.pt", weights_only=False)
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
     assert state["step"] == 4 and torch.isfinite(state["history"]).all()
 
 
@@ -144,7 +144,7 @@ def test_compiled_forwards_train_like_eager(tmp_path: Path, gp: bool) -> None:
         cfg = train.TrainConfig(steps=4, progress=False, compile=compile, compile_backend="aot_eager",
                                 checkpoint_path=path)
         train.train(setup, _data(), cfg)
-        return setup, torch.load(path, weights_only=False)
+        return setup, torch.load(path, weights_only=True)
 
     from torch._dynamo.utils import counters
 
@@ -156,7 +156,8 @@ def test_compiled_forwards_train_like_eager(tmp_path: Path, gp: bool) -> None:
     for x, y in zip(_params(eager), _params(compiled)):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
     for name in ("generator", "discriminator"):
-        assert compiled_ckpt["models"][name].keys() == eager_ckpt["models"][name].keys()
+        assert compiled_ckpt["models"][name]["state"].keys() == eager_ckpt["models"][name]["state"].keys()
+        assert compiled_ckpt["models"][name]["class"] == eager_ckpt["models"][name]["class"]
 
 
 def test_unknown_compile_backend_names_the_choices() -> None:
@@ -217,3 +218,111 @@ def test_reusing_the_fake_batch_gives_the_two_pass_gradients(bigan: bool) -> Non
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     for a, b in zip(_params(reused), _params(ref)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------- resuming the wrong thing (issue 14)
+
+def _snapshot_state(setup: train.GANSetup) -> list[torch.Tensor]:
+    return [t.detach().clone() for m in setup.modules().values() for t in m.state_dict().values()]
+
+
+def _unchanged(before: list[torch.Tensor], setup: train.GANSetup) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(before, _snapshot_state(setup)))
+
+
+@pytest.mark.parametrize("change, expected", [
+    (dict(loss="wasserstein"), r"loss: 'non_saturating' in the checkpoint vs 'wasserstein'"),
+    (dict(schedule=train.CriticSchedule(5)), r"schedule\.n_critic: 1 in the checkpoint vs 5"),
+    (dict(clip_value=0.01), r"clip_value: None in the checkpoint vs 0\.01"),
+    (dict(penalty=losses.WGANGP(10.0)), r"penalty"),
+    (dict(noise="uniform"), r"noise: 'normal' in the checkpoint vs 'uniform'"),
+    (dict(opt_d=train.OptimizerSpec("rmsprop", 2e-4)), r"opt_d"),
+    (dict(opt_g=train.OptimizerSpec("adam", 1e-3)), r"opt_g.*lr"),
+], ids=["objective", "critic-steps", "clipping", "penalty", "noise", "optimizer", "learning-rate"])
+def test_resuming_with_another_configuration_lists_the_differences(tmp_path: Path, change: dict,
+                                                                   expected: str) -> None:
+    ckpt = tmp_path / "run.pt"
+    _run(4, ckpt)
+    setup = _setup(seed=5, **change)
+    before = _snapshot_state(setup)
+    cfg = train.TrainConfig(steps=8, checkpoint_path=ckpt, progress=False)
+    with pytest.raises(ValueError, match=expected) as err:
+        train.train(setup, _data(), cfg)
+    message = str(err.value)
+    assert str(ckpt) in message and "resume=False" in message
+    assert _unchanged(before, setup)                         # refused before anything was loaded
+
+
+def test_resuming_another_architecture_or_batch_is_refused(tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.pt"
+    _run(4, ckpt)
+    torch.manual_seed(0)
+    wider = train.GANSetup(models.MLPGenerator(8, hidden=(16, 64), out_shape=(2,)),
+                           models.MLPDiscriminator(2, hidden=(32, 16)), 8)
+    with pytest.raises(ValueError, match=r"modules\.generator.*in the checkpoint vs"):
+        train.train(wider, _data(), train.TrainConfig(steps=8, checkpoint_path=ckpt, progress=False))
+    with pytest.raises(ValueError, match=r"data\.batch_size: 32 in the checkpoint vs 16"):
+        train.train(_setup(), data.ToyBatches("8gaussians", batch_size=16, seed=0),
+                    train.TrainConfig(steps=8, checkpoint_path=ckpt, progress=False))
+    with pytest.raises(ValueError, match=r"seed: 0 in the checkpoint vs 3"):
+        train.train(_setup(), _data(), train.TrainConfig(steps=8, seed=3, checkpoint_path=ckpt, progress=False))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "random", "folder", "code"])
+def test_damaged_checkpoints_give_one_clear_error(tmp_path: Path, damage: str) -> None:
+    ckpt = tmp_path / "run.pt"
+    _run(4, ckpt)
+    raw = ckpt.read_bytes()
+    if damage == "empty":
+        ckpt.write_bytes(b"")
+    elif damage == "truncated":
+        ckpt.write_bytes(raw[: len(raw) // 2])
+    elif damage == "random":
+        ckpt.write_bytes(torch.randint(0, 256, (4096,), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)).numpy().tobytes())
+    elif damage == "folder":
+        ckpt.unlink()
+        ckpt.mkdir()
+    else:
+        import pickle
+
+        class Evil:
+            def __reduce__(self):
+                return (Path.touch, (tmp_path / "pwned",))
+        ckpt.write_bytes(pickle.dumps({"format": 1, "x": Evil()}))
+    setup = _setup(seed=5)
+    before = _snapshot_state(setup)
+    with pytest.raises(ValueError) as err:
+        train.train(setup, _data(), train.TrainConfig(steps=8, checkpoint_path=ckpt, progress=False))
+    message = str(err.value)
+    assert str(ckpt) in message and "Fix:" in message
+    assert _unchanged(before, setup)
+    assert not (tmp_path / "pwned").exists()                 # the file's code never ran
+
+
+def test_a_stale_temporary_beside_the_checkpoint_is_cleaned(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    proc = subprocess.Popen(["true"])
+    proc.wait()                                               # a pid that is certainly gone
+    stale = tmp_path / f".run.pt.tmp-{proc.pid}"
+    stale.write_bytes(b"x" * 1000)
+    old = stale.stat().st_mtime - 3600
+    os.utime(stale, (old, old))
+    live = tmp_path / f".run.pt.tmp-{os.getppid()}"          # a live process's file is kept
+    live.write_bytes(b"x")
+    os.utime(live, (old, old))
+    _run(2, tmp_path / "run.pt")
+    assert not stale.exists() and live.exists()
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("steps", 2.5, "steps must be an integer"),
+    ("seed", 2.5, "seed must be an integer"),
+    ("seed", -1, "seed"),
+    ("seed", 2**64, "seed"),
+    ("log_every", True, "log_every must be an integer"),
+])
+def test_train_config_refuses_non_integers_and_bad_seeds(field: str, value, expected: str) -> None:
+    kw = {"steps": 10, field: value}
+    with pytest.raises(ValueError, match=expected):
+        train.TrainConfig(**kw).validate()
