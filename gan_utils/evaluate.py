@@ -547,7 +547,7 @@ class Scores:
 
 
 _ROWS = (  # (attribute, label, format, better)
-    ("fid", "FID", "{:.3f}", "lower"), ("kid", "KID x 1000", "{:.2f}", "lower"),
+    ("fid", "FID", "{:.3f}", "lower"), ("kid", "KID (+- std over subsets)", "{:.3f}", "lower"),
     ("precision", "precision (k=3)", "{:.3f}", "higher"), ("recall", "recall (k=3)", "{:.3f}", "higher"),
     ("density", "density (k=5)", "{:.3f}", "~1"), ("coverage", "coverage (k=5)", "{:.3f}", "higher"),
     ("inception_score", "Inception Score (of 10)", "{:.2f}", "higher"),
@@ -570,14 +570,18 @@ class Evaluation:
 
     def table(self) -> str:
         """A plain-text table: each metric for the generator beside the real-vs-real floor."""
-        head = f"{'metric':<28}{'generator':>12}{'real (floor)':>14}  better"
+        head = f"{'metric':<28}{'generator':>16}{'real (floor)':>16}  better"
         lines = [f"N = {self.n:,} generated vs {self.n:,} real images; floor: {self.n_floor:,} real vs "
                  f"{self.n_floor:,} other real images; seed {self.seed}",
                  f"{self.feature_info}", head, "-" * len(head)]
         for attr, label, fmt, better in _ROWS:
-            g, r = getattr(self.generated, attr), getattr(self.real, attr)
-            scale = 1000.0 if attr == "kid" else 1.0
-            lines.append(f"{label:<28}{fmt.format(g * scale):>12}{fmt.format(r * scale):>14}  {better}")
+            cells = []
+            for scores in (self.generated, self.real):
+                cell = fmt.format(getattr(scores, attr))
+                if attr == "kid":   # KID is noisy at small N: its spread over subsets goes with it
+                    cell += f" +- {scores.kid_std:.3f}"
+                cells.append(cell)
+            lines.append(f"{label:<28}{cells[0]:>16}{cells[1]:>16}  {better}")
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, object]:
