@@ -124,7 +124,8 @@ def js_divergence(p: ArrayLike, q: ArrayLike, base: float | None = None) -> floa
     """JS(p, q) = KL(p || m)/2 + KL(q || m)/2 with the mixture m = (p + q)/2.
 
     Always finite (m > 0 wherever p or q is), symmetric, and at most log 2
-    (one bit when ``base=2``), reached exactly when the supports are disjoint.
+    (one bit when ``base=2``), reached exactly when p and q are mutually singular
+    (for probability vectors: no outcome has p > 0 and q > 0).
     """
     p, q = _as_pair(p, q)
     _check_distribution("p", p)
@@ -266,12 +267,18 @@ def ot_primal_lp(a: ArrayLike, b: ArrayLike, cost: ArrayLike) -> tuple[float, np
     return float(res.fun), res.x.reshape(n, m)
 
 
-def w1_dual_lp(xs: ArrayLike, a: ArrayLike, ys: ArrayLike, b: ArrayLike) -> tuple[float, np.ndarray, np.ndarray]:
+def w1_dual_lp(xs: ArrayLike, a: ArrayLike, ys: ArrayLike, b: ArrayLike,
+               power: float = 1.0) -> tuple[float, np.ndarray, np.ndarray]:
     """Kantorovich-Rubinstein dual: max sum_i a_i f(x_i) - sum_j b_j f(y_j) over 1-Lipschitz f.
 
     Only f's values on the union of the supports matter, so the unknowns are those
     values, with |f(z_k) - f(z_l)| <= ||z_k - z_l|| for every pair. f is fixed to 0
     at the first point (adding a constant changes nothing). Returns (W1, f(xs), f(ys)).
+
+    With ``power`` p != 1 the constraints use the cost ||z_k - z_l||**p. This
+    one-potential LP is the dual of the *transshipment* problem (mass may travel
+    through intermediate support points); it equals the transport problem only when
+    the cost obeys the triangle inequality (p <= 1), so for p > 1 it can be smaller.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     px, py = _points(xs), _points(ys)
@@ -281,7 +288,9 @@ def w1_dual_lp(xs: ArrayLike, a: ArrayLike, ys: ArrayLike, b: ArrayLike) -> tupl
     _check_distribution("b", b)
     z = np.vstack([px, py])
     k = len(z)
-    dist = cost_matrix(z, z)
+    if not power > 0:
+        raise ValueError(f"power must be > 0, got {power!r}")
+    dist = cost_matrix(z, z) ** power
     i, j = np.where(~np.eye(k, dtype=bool))          # all ordered pairs k != l
     a_ub = np.zeros((len(i), k))
     a_ub[np.arange(len(i)), i] = 1.0                  # f_k - f_l <= d(z_k, z_l)

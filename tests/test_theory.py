@@ -52,7 +52,7 @@ def test_entropy_and_bits() -> None:
     assert theory.cross_entropy([0.5, 0.5], [1.0, 0.0]) == math.inf
 
 
-def test_js_disjoint_supports_is_log2_and_one_bit() -> None:
+def test_js_mutually_singular_is_log2_and_one_bit() -> None:
     p, q = [0.3, 0.7, 0.0, 0.0], [0.0, 0.0, 0.6, 0.4]
     assert theory.js_divergence(p, q) == pytest.approx(LOG2, rel=1e-12)
     assert theory.js_divergence(p, q, base=2) == pytest.approx(1.0, rel=1e-12)
@@ -133,10 +133,14 @@ def test_virtual_training_criterion_is_2js_minus_log4() -> None:
         q = theory.gaussian_pdf(X, mean, std)
         c = theory.virtual_training_criterion(p, q, X)
         assert c == pytest.approx(2 * theory.js_divergence_grid(p, q, X) - math.log(4), abs=1e-9)
-        # no other discriminator does better: D = 1/2 everywhere gives exactly -log 4
-        half = np.full_like(X, 0.5)
-        assert theory.value_of_game(half, p, q, X) == pytest.approx(-math.log(4), abs=1e-6)
-        assert theory.value_of_game(half, p, q, X) <= c + 1e-12
+        # C(G) is a maximum over D: perturbing D* in either direction, by a function that is not
+        # constant, lowers V (fails if D* were not the maximiser, e.g. p / (p + 2q))
+        d_star = theory.optimal_discriminator(p, q)
+        bump = 0.2 * np.sin(X) * d_star * (1 - d_star)
+        for sign in (1, -1):
+            assert theory.value_of_game(d_star + sign * bump, p, q, X) < c - 1e-6
+        wrong = p / np.maximum(p + 2 * q, 1e-300)
+        assert theory.value_of_game(wrong, p, q, X) < c - 1e-3
     # where the densities overlap well, plugging D* into V gives the same number
     q = theory.gaussian_pdf(X, 0.5, 2.0)
     d_star = theory.optimal_discriminator(p, q)
@@ -145,6 +149,23 @@ def test_virtual_training_criterion_is_2js_minus_log4() -> None:
     # at p_g = p_data: D* = 1/2 and C = -log 4
     assert theory.virtual_training_criterion(p, p, X) == pytest.approx(-math.log(4), abs=1e-6)
     np.testing.assert_allclose(theory.optimal_discriminator(p, p), 0.5)
+
+
+def test_value_of_game_matches_quadrature() -> None:
+    """V(D, G) on the grid against scipy.integrate.quad of its defining integrand, for a D that is not optimal."""
+    from scipy import integrate, stats
+
+    p = theory.mixture_pdf(X, [0.5, 0.5], [-2, 2], [0.7, 0.7])
+    q = theory.gaussian_pdf(X, 1.0, 1.5)
+    d = 1 / (1 + np.exp(-0.8 * X + 0.3))
+    pdf_p = lambda t: 0.5 * stats.norm.pdf(t, -2, 0.7) + 0.5 * stats.norm.pdf(t, 2, 0.7)
+    integrand = lambda t: (pdf_p(t) * -np.logaddexp(0, -(0.8 * t - 0.3))
+                           + stats.norm.pdf(t, 1.0, 1.5) * -np.logaddexp(0, 0.8 * t - 0.3))
+    expected = integrate.quad(integrand, -15, 15, points=[-2, 1, 2], limit=200)[0]
+    assert theory.value_of_game(d, p, q, X) == pytest.approx(expected, abs=1e-6)
+    # and D = 1/2 gives -log 4 whatever p and q are: an identity, checked only as a sanity bound
+    assert theory.value_of_game(np.full_like(X, 0.5), p, q, X) == pytest.approx(-math.log(4), abs=1e-6)
+    assert expected < theory.virtual_training_criterion(p, q, X)
 
 
 def test_value_of_game_certain_discriminator() -> None:
@@ -182,6 +203,18 @@ def test_primal_equals_dual_and_plan_is_a_coupling() -> None:
         # the dual potential is 1-Lipschitz on the union of the supports
         z, f = np.vstack([xs, ys]), np.concatenate([fx, fy])
         assert np.all(np.abs(f[:, None] - f[None, :]) <= theory.cost_matrix(z, z) + 1e-8)
+
+
+def test_one_potential_dual_needs_the_triangle_inequality() -> None:
+    """Metric cost: the one-potential LP equals transport. Squared cost: it is the transshipment value, lower."""
+    xs, a, ys, b = [0.0, 1.0], [0.5, 0.5], [2.0], [1.0]
+    assert theory.w1_dual_lp(xs, a, ys, b)[0] == pytest.approx(1.5)
+    assert theory.ot_primal_lp(a, b, theory.cost_matrix(xs, ys))[0] == pytest.approx(1.5)
+    # squared cost: transport pays 0.5 * 4 + 0.5 * 1, routing 0 -> 1 -> 2 pays 0.5 * 1 + 1 * 1
+    assert theory.ot_primal_lp(a, b, theory.cost_matrix(xs, ys) ** 2)[0] == pytest.approx(2.5)
+    assert theory.w1_dual_lp(xs, a, ys, b, power=2)[0] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="power"):
+        theory.w1_dual_lp(xs, a, ys, b, power=0)
 
 
 def test_primal_hand_computed_1d() -> None:
