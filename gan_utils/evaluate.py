@@ -279,7 +279,8 @@ def training_data(data_dir: str | os.PathLike | None = None) -> TrainingData:
     if len(train) == 60_000 and "train split" in train.source:
         test = data_mod.load_mnist(data_dir, split="test")
         return TrainingData(train.images, train.labels, test.images, test.labels,
-                            f"the {len(train):,} MNIST training images", f"the {len(test):,} official MNIST test images",
+                            f"the {len(train):,} MNIST training images",
+                            f"the {len(test):,} official MNIST test images",
                             online=True)
     ref, query = fixed_split(len(train), OFFLINE_N_HELDOUT, seed=OFFLINE_SPLIT_SEED)
     return TrainingData(train.images[ref], train.labels[ref], train.images[query], train.labels[query],
@@ -631,7 +632,10 @@ def generate(generator: nn.Module | Sampler, n: int, *, seed: int = 0, latent_di
             out = []
             for s in range(0, n, batch_size):
                 b = min(batch_size, n - s)
-                z = torch.randn(b, latent_dim, generator=g) if noise == "normal" else torch.rand(b, latent_dim, generator=g) * 2 - 1
+                if noise == "normal":
+                    z = torch.randn(b, latent_dim, generator=g)
+                else:
+                    z = torch.rand(b, latent_dim, generator=g).mul_(2).sub_(1)
                 out.append(generator(z.to(dev)).float().cpu())
         finally:
             generator.train(was_training)
@@ -664,6 +668,10 @@ def evaluate_generator(generator: nn.Module | Sampler, real_images: torch.Tensor
     A seeded permutation picks ``n`` of them as the reference set; the floor compares two
     disjoint real sets of ``n_floor = min(n, M // 2)`` images each (equal to ``n`` when
     M >= 2n; otherwise the table says so through ``n_floor``).
+
+    ``device``: where the generator, the feature network (moved there) and the neighbour
+    searches run; by default the feature network's device. ``seed`` fixes z, the choice of
+    real images and the KID subsets: the same call gives the same numbers.
     """
     check_positive("n", n)
     real_images = check_images(real_images, "real_images")
@@ -673,7 +681,9 @@ def evaluate_generator(generator: nn.Module | Sampler, real_images: torch.Tensor
     if n < 6:
         raise ValueError(f"n={n} is too small: precision/recall with k=5 need n >= 6; choose a larger n")
     net = feature_net if feature_net is not None else load_feature_net(data_dir, verbose=verbose)
-    dev = torch.device(device) if device is not None else next(net.parameters()).device
+    if device is not None:
+        net.to(device)       # the feature network (and precision/recall) run where the generator does
+    dev = next(net.parameters()).device
     fake = generate(generator, n, seed=seed, latent_dim=latent_dim, noise=noise, device=device)
     perm = torch.randperm(len(real_images), generator=torch.Generator().manual_seed(seed + 1))
     n_floor = min(n, len(real_images) // 2)
