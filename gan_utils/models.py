@@ -142,6 +142,30 @@ class DCGANDiscriminator(nn.Module):
         return self.net(x).view(-1)
 
 
+class ConvCritic(nn.Module):
+    """(channels, 28, 28) -> (w, 14, 14) -> (2w, 7, 7) -> (4w, 4, 4) -> score: the WGAN-GP MNIST critic.
+
+    The critic of ``igul222/improved_wgan_training`` (``gan_mnist.py``, ``DIM = w = 64``):
+    three 5x5 stride-2 convolutions with LeakyReLU(0.2) and a linear output, no sigmoid.
+    ``norm="none"`` is that script's WGAN-GP critic; ``norm="batch"`` its WGAN critic
+    (BatchNorm after the second and third convolutions).
+    """
+
+    def __init__(self, width: int = 64, norm: str = "none", channels: int = 1) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 5, 2, 2), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(width, 2 * width, 5, 2, 2, bias=(norm == "none")),
+            _norm2d(norm, 2 * width), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * width, 4 * width, 5, 2, 2, bias=(norm == "none")),
+            _norm2d(norm, 4 * width), nn.LeakyReLU(0.2, True),
+            nn.Flatten(), nn.Linear(4 * 4 * 4 * width, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(-1)
+
+
 class BiGANEncoder(nn.Module):
     """x (784 pixels) -> z: the inverse map BiGAN learns next to the generator.
 

@@ -68,12 +68,12 @@ def dcgan(*, latent_dim: int = 100, width: int = 64, channels: int = 1, lr: floa
     Adam lr 2e-4 with beta1 0.5, z ~ N(0, I) of 100 dimensions) and
     ``pytorch/examples/dcgan``, whose generator step reuses the critic step's ``G(z)``
     (``reuse_fake=True`` here too). Deviations: 28x28 instead of 64x64, so G has three
-    transposed convolutions (7x7, then two stride-2 4x4) and D two stride-2 convolutions and
-    a 7x7 output convolution; D is therefore smaller than a mirror of G; the chapter
-    chooses the batch size (the paper uses 128).
+    transposed convolutions (7x7, then two stride-2 4x4: 4w -> 2w -> channels feature maps)
+    and D mirrors it with two stride-2 convolutions (2w -> 4w feature maps) and a 7x7 output
+    convolution; the chapter chooses the batch size (the paper uses 128).
     """
     G = models.DCGANGenerator(latent_dim, width=width, channels=channels)
-    D = models.DCGANDiscriminator(width=width, norm="batch", channels=packing * channels)
+    D = models.DCGANDiscriminator(width=2 * width, norm="batch", channels=packing * channels)
     _dcgan_init(G, D)
     return GANSetup(G, D, latent_dim, loss="non_saturating", view=_view(packing),
                     opt_g=OptimizerSpec("adam", lr, betas), opt_d=OptimizerSpec("adam", lr, betas),
@@ -90,33 +90,36 @@ def wgan(*, latent_dim: int = 100, width: int = 64, channels: int = 1, lr: float
     Source: the paper and ``martinarjovsky/WassersteinGAN`` (``main.py``): RMSProp with
     lr 5e-5 for both networks, clipping to [-0.01, 0.01] after every critic step,
     5 critic steps per generator step, and 100 critic steps for the first 25 generator
-    steps and at every 500th (``WGAN_SCHEDULE``); DCGAN networks with BatchNorm, critic
-    without sigmoid; batch 64. Deviations: the 28x28 DCGAN networks of :func:`dcgan`
-    (the official code runs 64x64 images); fresh noise for the generator step, as in
-    the official code.
+    steps and at every 500th (``WGAN_SCHEDULE``); DCGAN initialisation, a critic with
+    BatchNorm and no sigmoid; batch 64; fresh noise for the generator step. The critic is
+    the MNIST critic of ``igul222/improved_wgan_training`` in its WGAN mode
+    (:class:`~gan_utils.models.ConvCritic` with BatchNorm, 5x5 stride-2 convolutions with
+    w-2w-4w channels); the generator is the 28x28 DCGAN generator of :func:`dcgan`.
+    Deviation: the official WGAN code trains 64x64 images with DCGAN networks.
     """
     G = models.DCGANGenerator(latent_dim, width=width, channels=channels)
-    D = models.DCGANDiscriminator(width=width, norm="batch", channels=channels)
+    D = models.ConvCritic(width=width, norm="batch", channels=channels)
     _dcgan_init(G, D)
     return GANSetup(G, D, latent_dim, loss="wasserstein", schedule=schedule, clip_value=clip_value,
                     opt_g=OptimizerSpec("rmsprop", lr), opt_d=OptimizerSpec("rmsprop", lr))
 
 
 def wgan_gp(*, latent_dim: int = 100, width: int = 64, channels: int = 1, lr: float = 1e-4,
-            betas: tuple[float, float] = (0.0, 0.9), gp_weight: float = 10.0, n_critic: int = 5) -> GANSetup:
+            betas: tuple[float, float] = (0.5, 0.9), gp_weight: float = 10.0, n_critic: int = 5) -> GANSetup:
     """WGAN-GP (Gulrajani et al. 2017, Algorithm 1): the Wasserstein critic with a gradient penalty.
 
-    Source: Algorithm 1 of the paper (lambda 10, 5 critic steps, Adam lr 1e-4, betas (0, 0.9))
-    and ``igul222/improved_wgan_training`` (``gan_mnist.py``). Deviations: the official MNIST
-    script uses betas (0.5, 0.9), batch 50, a critic of three 5x5 stride-2 convolutions with
-    64-128-256 channels and no normalisation, and a generator without BatchNorm; here the
-    28x28 DCGAN pair of :func:`dcgan` is used, with layer normalisation in the critic (the
-    paper's recommended drop-in for BatchNorm, which would couple the samples whose gradients
-    the penalty constrains one by one).
+    Source: ``igul222/improved_wgan_training`` (``gan_mnist.py``, mode ``wgan-gp``): the critic
+    :class:`~gan_utils.models.ConvCritic` (5x5 stride-2 convolutions with w-2w-4w = 64-128-256
+    channels, LeakyReLU, no normalisation, a linear output), lambda 10, 5 critic steps, Adam
+    lr 1e-4 with betas (0.5, 0.9) as in that script (Algorithm 1 of the paper lists (0, 0.9)),
+    fresh noise for the generator step. Deviations: the 28x28 DCGAN generator of :func:`dcgan`
+    (with BatchNorm and a tanh output; the script's generator has a linear first layer, no
+    normalisation and a sigmoid output), PyTorch's default initialisation of the critic (the
+    script uses He initialisation) and the chapter's batch size (the script uses 50).
     """
     G = models.DCGANGenerator(latent_dim, width=width, channels=channels)
-    D = models.DCGANDiscriminator(width=width, norm="layer", channels=channels)
-    _dcgan_init(G, D)
+    G.apply(models.init_dcgan_weights)
+    D = models.ConvCritic(width=width, norm="none", channels=channels)
     return GANSetup(G, D, latent_dim, loss="wasserstein", schedule=CriticSchedule(n_critic),
                     penalty=losses.WGANGP(gp_weight),
                     opt_g=OptimizerSpec("adam", lr, betas), opt_d=OptimizerSpec("adam", lr, betas))

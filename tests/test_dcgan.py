@@ -70,3 +70,27 @@ def test_dcgan_init() -> None:
     bns = [m for m in G.modules() if isinstance(m, nn.BatchNorm2d)]
     assert torch.cat([m.weight for m in bns]).mean().item() == pytest.approx(1.0, abs=0.01)
     assert all(m.bias.abs().max() == 0 for m in bns)
+
+
+def test_conv_critic_follows_the_wgan_gp_mnist_script() -> None:
+    # gan_mnist.py: 5x5 stride-2 convolutions 28 -> 14 -> 7 -> 4 with w, 2w, 4w channels, LeakyReLU(0.2),
+    # a linear output on the 4*4*4w features; BatchNorm after the 2nd and 3rd convolution only in WGAN mode.
+    critic = models.ConvCritic(width=8, norm="none")
+    convs = [m for m in critic.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(8, (5, 5), (2, 2)), (16, (5, 5), (2, 2)),
+                                                                           (32, (5, 5), (2, 2))]
+    x = _batch((6, 1, 28, 28), 4, scale=1.0)
+    sizes = []
+    for m in critic.net:
+        x = m(x)
+        if isinstance(m, nn.Conv2d):
+            sizes.append(x.shape[-1])
+    assert sizes == [14, 7, 4] and x.shape == (6, 1)
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.Sigmoid)) for m in critic.modules())
+    with torch.no_grad():           # no normalisation: each sample's score depends on that sample alone
+        y = _batch((6, 1, 28, 28), 5, scale=1.0)
+        assert torch.allclose(critic(y)[:2], critic(y[:2]), atol=1e-6)
+    wgan_critic = models.ConvCritic(width=8, norm="batch")
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in wgan_critic.modules()) == 2
+    assert all(isinstance(m, nn.LeakyReLU) and m.negative_slope == 0.2
+               for m in wgan_critic.net if isinstance(m, nn.LeakyReLU))

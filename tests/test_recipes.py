@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gan_utils import data, losses, recipes, train, views
+from gan_utils import data, losses, models, recipes, train, views
 
 
 def _images(n: int = 64, channels: int = 1) -> data.DeviceBatches:
@@ -48,13 +48,21 @@ def test_recipe_settings_match_their_docstrings() -> None:
     assert (d.loss, d.reuse_fake, d.latent_dim, d.noise) == ("non_saturating", True, 100, "normal")
     assert (d.opt_d.name, d.opt_d.lr, d.opt_d.betas) == ("adam", 2e-4, (0.5, 0.999))
     assert isinstance(d.discriminator.net[3], torch.nn.BatchNorm2d)
+    # D mirrors G: G's feature maps are 4w (7x7) then 2w (14x14); D's are 2w (14x14) then 4w (7x7)
+    g_convs = [m for m in d.generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    d_convs = [m for m in d.discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in g_convs] == [256, 128, 1]
+    assert [c.out_channels for c in d_convs] == [128, 256, 1]
     w = recipes.wgan()
+    assert isinstance(w.discriminator, models.ConvCritic)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in w.discriminator.modules()) == 2
     assert (w.loss, w.clip_value, w.opt_d.name, w.opt_d.lr, w.opt_g.name) == ("wasserstein", 0.01, "rmsprop", 5e-5, "rmsprop")
     # 100 critic steps for the first 25 generator steps and at every 500th, else 5
     assert [w.schedule(t) for t in (0, 24, 25, 26, 499, 500, 501, 1000)] == [100, 100, 5, 5, 5, 100, 5, 100]
     gp = recipes.wgan_gp()
     assert gp.penalty == losses.WGANGP(10.0) and gp.schedule == train.CriticSchedule(5)
-    assert (gp.opt_d.lr, gp.opt_d.betas, gp.clip_value) == (1e-4, (0.0, 0.9), None)
+    assert (gp.opt_d.lr, gp.opt_d.betas, gp.clip_value) == (1e-4, (0.5, 0.9), None)
+    assert isinstance(gp.discriminator, models.ConvCritic)
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in gp.discriminator.modules())
     b = recipes.bigan()
     assert isinstance(b.view, views.JointView) and b.encoder is b.view.encoder
