@@ -6,6 +6,7 @@ so notebooks can compose panels without repeating matplotlib boilerplate.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -40,6 +41,11 @@ def _curve(ax: Axes, values: np.ndarray, label: str, window: int) -> None:
         line.set_label(label)
 
 
+def _legend_below(ax: Axes) -> None:
+    """A legend under the axes, so it never hides a curve."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False, fontsize=9)
+
+
 def plot_losses(history: Mapping[str, np.ndarray], ax: Axes | None = None, window: int = 25,
                 title: str = "Losses") -> Figure:
     """Discriminator and generator losses per generator step (faint: raw, solid: smoothed)."""
@@ -47,19 +53,20 @@ def plot_losses(history: Mapping[str, np.ndarray], ax: Axes | None = None, windo
     _curve(ax, history["loss_d"], "discriminator / critic", window)
     _curve(ax, history["loss_g"], "generator", window)
     ax.set(xlabel="generator step", ylabel="loss", title=title)
-    ax.legend()
+    _legend_below(ax)
     return fig
 
 
 def plot_scores(history: Mapping[str, np.ndarray], ax: Axes | None = None, window: int = 25,
-                title: str = "Discriminator outputs") -> Figure:
+                title: str = "Discriminator outputs",
+                labels: tuple[str, str] = ("D(x), real", "D(G(z)), generated")) -> Figure:
     """Mean D(x) and D(G(z)); at the game's equilibrium both sit at 1/2."""
     fig, ax = _axes(ax)
-    _curve(ax, history["d_real"], "D(x), real", window)
-    _curve(ax, history["d_fake"], "D(G(z)), generated", window)
+    _curve(ax, history["d_real"], labels[0], window)
+    _curve(ax, history["d_fake"], labels[1], window)
     ax.axhline(0.5, color="grey", ls="--", lw=0.8)
     ax.set(xlabel="generator step", ylabel="mean output", ylim=(0, 1), title=title)
-    ax.legend()
+    _legend_below(ax)
     return fig
 
 
@@ -69,7 +76,7 @@ def plot_wasserstein(history: Mapping[str, np.ndarray], ax: Axes | None = None, 
     fig, ax = _axes(ax)
     _curve(ax, np.asarray(history["d_real"]) - np.asarray(history["d_fake"]), "E f(x) - E f(G(z))", window)
     ax.set(xlabel="generator step", ylabel="estimate", title=title)
-    ax.legend()
+    _legend_below(ax)
     return fig
 
 
@@ -129,8 +136,24 @@ def animate_snapshots(snapshots: Sequence[tuple[int, torch.Tensor]], nrow: int =
 
     anim = animation.FuncAnimation(fig, draw, frames=len(idx), interval=interval_ms, blit=False)
     with plt.rc_context({"animation.frame_format": "jpeg", "savefig.dpi": 72}):
-        html = HTML(anim.to_jshtml(default_mode="loop"))
+        html = _offline_controls(anim.to_jshtml(default_mode="loop"))
     plt.close(fig)
+    return HTML(html)
+
+
+# Matplotlib's player links Font Awesome from a CDN for its button icons; the book must work
+# offline, so the link goes and each icon becomes a plain Unicode symbol.
+_ICONS = {"fa fa-play fa-flip-horizontal": "\u25c0", "fa fa-minus": "\u2212", "fa fa-plus": "+",
+          "fa fa-fast-backward": "\u23ee", "fa fa-step-backward": "\u25c1", "fa fa-pause": "\u23f8",
+          "fa fa-play": "\u25b6", "fa fa-step-forward": "\u25b7", "fa fa-fast-forward": "\u23ed"}
+
+
+def _offline_controls(html: str) -> str:
+    html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", html)
+    for cls, symbol in _ICONS.items():
+        html = html.replace(f'<i class="{cls}"></i>', f"<span>{symbol}</span>")
+    if "font-awesome" in html or 'class="fa ' in html:
+        raise RuntimeError("matplotlib's animation player changed: update plots._ICONS")
     return html
 
 
@@ -152,5 +175,5 @@ def scatter_2d(real: torch.Tensor | np.ndarray, fake: torch.Tensor | np.ndarray,
     ax.scatter(real[:, 0], real[:, 1], s=3, c="0.3", alpha=0.5, label="real")
     ax.scatter(fake[:, 0], fake[:, 1], s=3, c="tab:orange", alpha=0.6, label="generated")
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=title)
-    ax.legend(loc="upper right", markerscale=3, fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, markerscale=3, fontsize=8, frameon=False)
     return fig

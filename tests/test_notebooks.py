@@ -157,6 +157,9 @@ def test_model_chapter_outputs_are_clean(path: Path) -> None:
         for o in c.get("outputs", []):
             assert o.get("name") != "stderr", f"{path.name} cell {i}: stderr in the committed outputs"
             printed.append("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")))
+            html = "".join(o.get("data", {}).get("text/html", ""))
+            assert not re.search(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//", html), \
+                f"{path.name} cell {i}: an HTML output loads something from the network (the book must work offline)"
     text = "\n".join(printed)
     for local in {str(ROOT), str(Path.home())}:
         assert local not in text, f"{path.name}: the outputs show the local path {local}"
@@ -164,5 +167,6 @@ def test_model_chapter_outputs_are_clean(path: Path) -> None:
     assert match is None, f"{path.name}: the outputs show a local path: ...{text[max(0, match.start() - 60):match.end() + 60]}..."
     markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     assert "## How good is it?" in markdown
+    assert "PLACEHOLDER" not in markdown, f"{path.name}: a placeholder was left in the text"
     assert "real (floor)" in text and "feature network" in text, f"{path.name}: no quality table in the outputs"
     assert f"manifest written to runs/{path.stem}/" in text, f"{path.name}: no manifest written as JSON"

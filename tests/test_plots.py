@@ -1,0 +1,36 @@
+"""Figures that the rendered book depends on: offline animations, legends that hide no data."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from gan_utils import plots  # noqa: E402
+
+
+def test_animation_needs_no_network() -> None:
+    snaps = [(k, torch.rand(16, 1, 28, 28) * 2 - 1) for k in range(3)]
+    html = plots.animate_snapshots(snaps, nrow=4).data
+    assert "http" not in html and "font-awesome" not in html and 'class="fa ' not in html
+    assert html.count("<span>") == len(plots._ICONS)          # every control keeps a visible symbol
+    assert "anim" in html and "data:image/jpeg;base64" in html
+
+
+def test_curve_legends_sit_below_the_axes() -> None:
+    n = 200
+    history = {"loss_d": np.linspace(0, 1, n), "loss_g": np.linspace(1, 0, n),
+               "d_real": np.full(n, 0.7), "d_fake": np.full(n, 0.3)}
+    fig, axes = plt.subplots(1, 2)
+    plots.plot_losses(history, ax=axes[0])
+    plots.plot_scores(history, ax=axes[1], labels=("encoder pairs", "generator pairs"))
+    fig.canvas.draw()
+    for ax in axes:
+        legend_box = ax.get_legend().get_window_extent()
+        assert legend_box.y1 <= ax.get_window_extent().y0 + 1   # entirely under the plotting area
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["encoder pairs", "generator pairs"]
+    plt.close(fig)
