@@ -91,7 +91,8 @@ def bench(name: str, images: torch.Tensor, device: torch.device, steps: int, bat
         plain_s.append(time.perf_counter() - t0)
     loop, ref = statistics.median(loop_s), statistics.median(plain_s)
     return {"model": name, "loop_g_steps_per_s": steps / loop, "plain_g_steps_per_s": steps / ref,
-            "ratio": ref / loop, "critic_steps_per_g_step": critic_steps / steps,
+            "ratio": ref / loop, "ratio_per_repeat": [p / q for q, p in zip(loop_s, plain_s)],
+            "critic_steps_per_g_step": critic_steps / steps,
             "loop_seconds": loop_s, "plain_seconds": plain_s, "warmup_s": warm_s}
 
 
@@ -121,11 +122,13 @@ def main() -> None:
         r = rows[-1]
         print(f"  {m}: book loop {r['loop_g_steps_per_s']:.2f}, plain {r['plain_g_steps_per_s']:.2f} G steps/s",
               flush=True)
-    print(f"{'model':<10}{'book loop':>12}{'plain loop':>12}{'ratio':>8}{'critic/G':>10}{'warm-up s':>11}")
+    print(f"{'model':<10}{'book loop':>12}{'plain loop':>12}{'ratio':>8}{'range':>12}{'critic/G':>10}{'warm-up s':>11}")
     for r in rows:
+        spread = f"{min(r['ratio_per_repeat']):.2f}-{max(r['ratio_per_repeat']):.2f}"
         print(f"{r['model']:<10}{r['loop_g_steps_per_s']:>12.2f}{r['plain_g_steps_per_s']:>12.2f}"
-              f"{r['ratio']:>8.2f}{r['critic_steps_per_g_step']:>10.0f}{r['warmup_s']:>11.1f}")
-    print("(G steps per second, median of the repeats; ratio = book loop / plain loop speed)")
+              f"{r['ratio']:>8.2f}{spread:>12}{r['critic_steps_per_g_step']:>10.0f}{r['warmup_s']:>11.1f}")
+    print("(G steps per second, median of the repeats; ratio = book loop / plain loop speed; range: the\n"
+          " ratio within each repeat, whose two sides run back to back -- its width is the timing noise)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"device": repro.device_name(device), "batch": args.batch, "amp": args.amp,

@@ -11,6 +11,7 @@ Each ``make_step(setup)`` returns ``step(k) -> None`` that performs generator st
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -34,15 +35,20 @@ def _opts(setup: train.GANSetup) -> tuple[torch.optim.Optimizer, torch.optim.Opt
     return setup.opt_g.build(g_params), setup.opt_d.build(list(setup.discriminator.parameters()))
 
 
+def _real_batches(batches) -> Callable[[], torch.Tensor]:
+    """Successive real batches 0, 1, 2, ...: the order in which the book's loop reads them."""
+    counter = itertools.count()
+    return lambda: batches.batch(next(counter))[0]
+
+
 def bce_step(setup: train.GANSetup, batches, device: torch.device) -> Step:
     """Vanilla GAN / DCGAN: one D step, one non-saturating G step (pytorch/examples/dcgan)."""
     G, D, nz, reuse = setup.generator, setup.discriminator, setup.latent_dim, setup.reuse_fake
     opt_g, opt_d = _opts(setup)
-    counter = [0]
+    next_real = _real_batches(batches)
 
     def step(k: int) -> None:
-        x = batches.batch(counter[0])[0]
-        counter[0] += 1
+        x = next_real()
         z = torch.randn(x.shape[0], nz, device=device)
         if reuse:
             fake = G(z)
@@ -72,12 +78,11 @@ def wasserstein_step(setup: train.GANSetup, batches, device: torch.device) -> St
     opt_g, opt_d = _opts(setup)
     c = setup.clip_value
     lam = setup.penalty.weight if setup.penalty is not None else 0.0
-    counter = [0]
+    next_real = _real_batches(batches)
 
     def step(k: int) -> None:
         for _ in range(setup.schedule(k)):
-            x = batches.batch(counter[0])[0]
-            counter[0] += 1
+            x = next_real()
             with torch.no_grad():
                 fake = G(torch.randn(x.shape[0], nz, device=device))
             opt_d.zero_grad()
@@ -104,11 +109,10 @@ def bigan_step(setup: train.GANSetup, batches, device: torch.device) -> Step:
     """BiGAN: D on (x, E(x)) vs (G(z), z); then G and E together with flipped labels."""
     G, D, E, nz = setup.generator, setup.discriminator, setup.encoder, setup.latent_dim
     opt_g, opt_d = _opts(setup)
-    counter = [0]
+    next_real = _real_batches(batches)
 
     def step(k: int) -> None:
-        x = batches.batch(counter[0])[0]
-        counter[0] += 1
+        x = next_real()
         z = torch.rand(x.shape[0], nz, device=device) * 2 - 1
         with torch.no_grad():
             fake, code = G(z), E(x)

@@ -281,13 +281,19 @@ def _entry(path: Path, state: dict, section: str, name: str) -> dict:
     return entry
 
 
+def _entries(path: Path, state: dict, section: str, wanted: Mapping[str, Any], kind: str) -> dict[str, dict]:
+    """The checkpoint's entries of ``section`` for every name in ``wanted``, or one clear error."""
+    saved_names = set(state[section]) if isinstance(state.get(section), Mapping) else set()
+    if saved_names != set(wanted):
+        raise _error(path, f"it holds the {kind} {sorted(saved_names)}, this run has {sorted(wanted)}.")
+    return {name: _entry(path, state, section, name) for name in wanted}
+
+
 def _check_modules(path: Path, state: dict, modules: Mapping[str, nn.Module]) -> None:
-    saved_names = set(state["models"]) if isinstance(state.get("models"), Mapping) else set()
-    if saved_names != set(modules):
-        raise _error(path, f"it holds the modules {sorted(saved_names)}, this run has {sorted(modules)}.")
+    entries = _entries(path, state, "models", modules, "modules")
     problems: list[str] = []
     for name, module in modules.items():
-        entry = _entry(path, state, "models", name)
+        entry = entries[name]
         if entry["class"] != type(module).__qualname__:
             problems.append(f"{name}: class {entry['class']} in the checkpoint vs {type(module).__qualname__} requested")
         saved, current = entry["state"], module.state_dict()
@@ -324,12 +330,10 @@ def _state_keys(optimizer: torch.optim.Optimizer, group: Mapping[str, Any]) -> s
 
 
 def _check_optimizers(path: Path, state: dict, optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
-    saved_names = set(state["optimizers"]) if isinstance(state.get("optimizers"), Mapping) else set()
-    if saved_names != set(optimizers):
-        raise _error(path, f"it holds the optimisers {sorted(saved_names)}, this run has {sorted(optimizers)}.")
+    entries = _entries(path, state, "optimizers", optimizers, "optimisers")
     problems: list[str] = []
     for name, opt in optimizers.items():
-        entry = _entry(path, state, "optimizers", name)
+        entry = entries[name]
         if entry["class"] != type(opt).__qualname__:
             problems.append(f"{name}: {entry['class']} in the checkpoint vs {type(opt).__qualname__} requested")
             continue

@@ -283,7 +283,8 @@ def sample_toy(name: str, n: int, generator: torch.Generator | None = None,
     """Draw ``n`` points from a 2D toy distribution, as in the WGAN-GP toy code.
 
     * ``8gaussians``: 8 modes on a circle of radius 2 (angles k*45 deg), std 0.02,
-      then divided by 1.414 -- the ring PacGAN and WGAN-GP use to count modes.
+      then divided by 1.414 -- the ring of the WGAN-GP toy code, which draws it but counts
+      no modes (the mode counts of VEEGAN and PacGAN use their own ring: :mod:`gan_utils.mixtures`).
     * ``25gaussians``: a 5 x 5 grid at (2i, 2j), i, j in {-2..2}, std 0.05,
       then divided by 2.828.
     * ``swissroll``: sklearn's swiss roll (t = 1.5 pi (1 + 2u), point t (cos t, sin t),

@@ -56,7 +56,8 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        return f"CPU ({torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+        threads, cores = torch.get_num_threads(), os.cpu_count()
+        return f"CPU ({threads} thread{'s' if threads != 1 else ''}, {cores} core{'s' if cores != 1 else ''})"
     return device.type
 
 
