@@ -160,16 +160,26 @@ def _offline_controls(html: str) -> str:
 def scatter_2d(real: torch.Tensor | np.ndarray, fake: torch.Tensor | np.ndarray, ax: Axes | None = None,
                critic: Callable[[torch.Tensor], torch.Tensor] | None = None, lim: float = 2.5,
                title: str = "") -> Figure:
-    """Real (grey) vs generated (orange) points; optional contours of a critic's value."""
+    """Real (grey) vs generated (orange) points; optional contours of a critic's value.
+
+    A critic is defined up to an additive constant (and, clipped, an unknown scale), and a
+    clipped one may vary by 1e-7 over the plane: the contours show its value rescaled to
+    [0, 1] in this panel, and the title gets the actual spread max f - min f.
+    """
     fig, ax = _axes(ax, (4, 4))
     if critic is not None:
         xs = torch.linspace(-lim, lim, 120)
         gx, gy = torch.meshgrid(xs, xs, indexing="xy")
         with torch.no_grad():
-            device = next(iter(getattr(critic, "parameters", lambda: iter([torch.empty(0)]))())).device
-            values = critic(torch.stack([gx.ravel(), gy.ravel()], 1).to(device)).float().cpu()
-        cs = ax.contourf(gx, gy, values.reshape(gx.shape), levels=20, cmap="coolwarm", alpha=0.55)
-        fig.colorbar(cs, ax=ax, shrink=0.75)
+            params = list(critic.parameters()) if isinstance(critic, torch.nn.Module) else []
+            device = params[0].device if params else torch.device("cpu")
+            values = critic(torch.stack([gx.ravel(), gy.ravel()], 1).to(device)).double().cpu()
+        spread = float(values.max() - values.min())
+        scaled = (values - values.min()) / spread if spread > 0 else torch.zeros_like(values)
+        cs = ax.contourf(gx, gy, scaled.reshape(gx.shape).numpy(), levels=np.linspace(0, 1, 21), cmap="coolwarm",
+                         alpha=0.55)
+        fig.colorbar(cs, ax=ax, shrink=0.75, ticks=[0, 0.5, 1], label="f, rescaled")
+        title = f"{title}\nmax f - min f = {spread:.2g}" if title else f"max f - min f = {spread:.2g}"
     real = np.asarray(torch.as_tensor(real).detach().cpu())
     fake = np.asarray(torch.as_tensor(fake).detach().cpu())
     ax.scatter(real[:, 0], real[:, 1], s=3, c="0.3", alpha=0.5, label="real")

@@ -34,3 +34,16 @@ def test_curve_legends_sit_below_the_axes() -> None:
         assert legend_box.y1 <= ax.get_window_extent().y0 + 1   # entirely under the plotting area
     assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["encoder pairs", "generator pairs"]
     plt.close(fig)
+
+
+def test_critic_contours_are_rescaled_with_the_spread_in_the_title() -> None:
+    class Tiny(torch.nn.Module):          # a critic that varies by 1e-7 over the plane, like a clipped one
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 1e-3 + 1e-7 * x[:, 0]
+
+    pts = torch.zeros(4, 2)
+    fig = plots.scatter_2d(pts, pts, critic=Tiny(), lim=1.0, title="clipped")
+    ax, cbar_ax = fig.axes[0], fig.axes[1]
+    assert ax.get_title() == "clipped\nmax f - min f = 2e-07"
+    assert [t.get_text() for t in cbar_ax.get_yticklabels()] == ["0.0", "0.5", "1.0"]
+    plt.close(fig)
