@@ -150,10 +150,33 @@ def make_job(experiment: str, model: str, seed: int, settings: Mapping[str, Any]
               "mnist": MNIST_MODELS}[experiment]
     check_choice(f"model for {experiment}", model, models)
     check_seed("seed", seed)
+    from . import train
+
     settings = dict(settings)
+    with torch.random.fork_rng(devices=[]):     # building the networks must not move the caller's RNG
+        setup = build_setup(experiment, model, settings)
+    recipe = None if setup is None else train.setup_signature(setup)
     return {"experiment": experiment, "model": model, "seed": seed, "settings": settings,
-            "config": config_key({"experiment": experiment, "model": model, **settings}),
+            "config": config_key({"experiment": experiment, "model": model, **settings, "recipe": recipe}),
             "run_dir": str(run_dir), "profile": profile, "data_dir": None if data_dir is None else str(data_dir)}
+
+
+def build_setup(experiment: str, model: str, s: Mapping[str, Any]) -> Any:
+    """The ``GANSetup`` a job trains, from its recipe and settings (None for the real-data row)."""
+    from . import recipes
+
+    if experiment in ("ring", "grid"):
+        kind, packing = ("vanilla", 2) if model == "pacgan2" else (model, 1)
+        return recipes.toy_mlp(kind, packing=packing, hidden=s["hidden"], depth=s["depth"], latent_dim=s["latent_dim"])
+    if model == "real":
+        return None
+    if experiment == "stacked_mnist":
+        return recipes.RECIPES[model](channels=3, **({"width": s["width"]} if model != "vanilla" else {}))
+    if model == "vanilla":
+        return recipes.vanilla_mlp()
+    if model == "bigan":
+        return recipes.bigan(hidden=(s["bigan_hidden"],) * 2)
+    return recipes.RECIPES[model](width=s["width"])
 
 
 def pending(jobs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -236,11 +259,10 @@ def _run_columns(res: Any, batch_size: int, eval_s: float) -> dict[str, Any]:
 
 def _mixture_run(mixture: str, model: str, seed: int, s: Mapping[str, Any], dev: torch.device,
                  artifact: Path) -> dict[str, Any]:
-    from . import mixtures, recipes, repro
+    from . import mixtures, repro
 
     repro.seed_everything(seed)
-    kind, packing = ("vanilla", 2) if model == "pacgan2" else (model, 1)
-    setup = recipes.toy_mlp(kind, packing=packing, hidden=s["hidden"], depth=s["depth"], latent_dim=s["latent_dim"])
+    setup = build_setup(mixture, model, s)
     batches = mixtures.MixtureBatches(mixture, s["batch_size"], seed=seed, device=dev)
     res = _train(setup, batches, s["steps"], seed, dev)
     t0 = time.monotonic()
@@ -268,7 +290,7 @@ def _generate_in_chunks(G: torch.nn.Module, n: int, latent_dim: int, noise: str,
 
 def _stacked_run(model: str, seed: int, s: Mapping[str, Any], dev: torch.device, data_dir: str | None,
                  artifact: Path) -> dict[str, Any]:
-    from . import data, evaluate, recipes, repro, stacked
+    from . import evaluate, repro, stacked
 
     repro.seed_everything(seed)
     mnist, net = _loaded("mnist", data_dir), _loaded("net", data_dir)
@@ -283,9 +305,7 @@ def _stacked_run(model: str, seed: int, s: Mapping[str, Any], dev: torch.device,
             label_true.append(true)
             keep = images[:16] if keep is None else keep
     else:
-        kwargs = {"channels": 3}
-        kwargs.update({"width": s["width"]} if model != "vanilla" else {})
-        setup = recipes.RECIPES[model](**kwargs)
+        setup = build_setup("stacked_mnist", model, s)
         batches = stacked.StackedMNISTBatches(mnist.images, s["batch_size"], seed=seed, device=dev)
         res = _train(setup, batches, s["steps"], seed, dev)
         t0 = time.monotonic()
@@ -308,16 +328,11 @@ def _stacked_run(model: str, seed: int, s: Mapping[str, Any], dev: torch.device,
 
 
 def _mnist_run(model: str, seed: int, s: Mapping[str, Any], dev: torch.device, data_dir: str | None) -> dict[str, Any]:
-    from . import data, evaluate, recipes, repro
+    from . import data, evaluate, repro
 
     repro.seed_everything(seed)
     mnist, net, held_out = _loaded("mnist", data_dir), _loaded("net", data_dir), _loaded("held_out", data_dir)
-    if model == "vanilla":
-        setup = recipes.vanilla_mlp()
-    elif model == "bigan":
-        setup = recipes.bigan(hidden=(s["bigan_hidden"],) * 2)
-    else:
-        setup = recipes.RECIPES[model](width=s["width"])
+    setup = build_setup("mnist", model, s)
     batches = data.DeviceBatches(mnist.images, batch_size=s["batch_size"], seed=seed, device=dev)
     res = _train(setup, batches, s["steps"], seed, dev)
     t0 = time.monotonic()

@@ -327,6 +327,23 @@ def _describe_data(data: Batches) -> dict[str, Any]:
             "shapes": [list(t.shape) for t in tensors]}
 
 
+def _setup_fields(setup: GANSetup) -> dict[str, Any]:
+    return {"loss": setup.loss, "view": _describe(setup.view), "penalty": _describe(setup.penalty),
+            "schedule": _describe(setup.schedule), "clip_value": setup.clip_value, "noise": setup.noise,
+            "latent_dim": setup.latent_dim, "reuse_fake": setup.reuse_fake,
+            "modules": {n: ckpt_io.module_signature(m) for n, m in setup.modules().items()}}
+
+
+def setup_signature(setup: GANSetup) -> dict[str, Any]:
+    """The algorithm and the networks of a setup as plain values: what a cached result depends on.
+
+    Two setups with equal signatures train the same way from the same seed; a recipe whose
+    networks or settings change gets a new signature, so results cached under the old one
+    are not reused (``gan_utils.comparison`` hashes it into its run keys).
+    """
+    return {**_setup_fields(setup), "opt_g": _describe(setup.opt_g), "opt_d": _describe(setup.opt_d)}
+
+
 def describe_run(setup: GANSetup, cfg: TrainConfig, data: Batches, opt_g: torch.optim.Optimizer,
                  opt_d: torch.optim.Optimizer) -> dict[str, Any]:
     """What makes resuming meaningful: recorded in every checkpoint and compared on resume.
@@ -334,10 +351,7 @@ def describe_run(setup: GANSetup, cfg: TrainConfig, data: Batches, opt_g: torch.
     Not recorded: the number of processes (a run may resume on another world size), the
     device, the step count, logging and compilation.
     """
-    return {"loss": setup.loss, "view": _describe(setup.view), "penalty": _describe(setup.penalty),
-            "schedule": _describe(setup.schedule), "clip_value": setup.clip_value, "noise": setup.noise,
-            "latent_dim": setup.latent_dim, "reuse_fake": setup.reuse_fake,
-            "modules": {n: ckpt_io.module_signature(m) for n, m in setup.modules().items()},
+    return {**_setup_fields(setup),
             "opt_g": ckpt_io.optimizer_signature(opt_g), "opt_d": ckpt_io.optimizer_signature(opt_d),
             "data": _describe_data(data), "seed": cfg.seed}
 

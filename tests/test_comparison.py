@@ -3,12 +3,13 @@ Stacked MNIST, and the resumable results table."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from gan_utils import comparison, mixtures, stacked
+from gan_utils import comparison, mixtures, recipes, stacked
 
 
 # ------------------------------------------------------------------ 2D mixtures
@@ -150,7 +151,7 @@ def test_results_table_columns_and_round_trip(tmp_path) -> None:
 
 
 def test_pending_jobs_skip_finished_rows_and_other_settings_do_not(tmp_path) -> None:
-    s = {"steps": 3, "batch_size": 8}
+    s = {"steps": 3, "batch_size": 8, "hidden": 8, "depth": 1, "latent_dim": 2}
     jobs = [comparison.make_job("grid", "vanilla", k, s, run_dir=tmp_path, profile="smoke") for k in range(3)]
     assert len({j["config"] for j in jobs}) == 1
     table = comparison.ResultsTable(tmp_path)
@@ -162,6 +163,23 @@ def test_pending_jobs_skip_finished_rows_and_other_settings_do_not(tmp_path) -> 
     assert [j["seed"] for j in comparison.pending(jobs)] == [0, 1, 2]   # a damaged row is rerun
     with pytest.raises(ValueError, match="vanilla"):
         comparison.make_job("grid", "dcgan", 0, s, run_dir=tmp_path, profile="smoke")
+
+
+def test_a_changed_recipe_gets_a_new_key(tmp_path, monkeypatch) -> None:
+    # Cached rows are keyed by the recipe's networks and settings, not only by the chapter's
+    # settings: results of an older recipe must never be reused for the current one.
+    s = {"steps": 3, "batch_size": 8, "width": 4, "n_eval": 10}
+    key = lambda: comparison.make_job("mnist", "dcgan", 0, s, run_dir=tmp_path, profile="smoke")["config"]  # noqa: E731
+    before = key()
+    assert key() == before                                   # deterministic
+    original = recipes.RECIPES["dcgan"]
+    monkeypatch.setitem(recipes.RECIPES, "dcgan", lambda **kw: dataclasses.replace(original(**kw), reuse_fake=False))
+    assert key() != before                                   # another setting
+    monkeypatch.setitem(recipes.RECIPES, "dcgan", lambda **kw: original(**{**kw, "width": 2 * kw["width"]}))
+    assert key() != before                                   # other networks, same chapter settings
+    state = torch.random.get_rng_state()
+    key()
+    assert torch.equal(torch.random.get_rng_state(), state)  # building the setup leaves the caller's RNG alone
 
 
 def test_run_jobs_trains_only_new_seeds(tmp_path) -> None:
