@@ -4,8 +4,9 @@ For each model the setup comes from ``gan_utils.recipes`` (the chapters' source)
 the same networks, batches, optimisers and objective are trained twice, alternately:
 by ``gan_utils.train.train`` and by a straight-line step written the way
 pytorch/examples writes it (``benchmarks/plain_loops.py``). Warm-up steps are
-excluded; each side is timed ``--repeats`` times and the median is reported, with the
-ratio loop / plain (above 1: the book's loop is faster). Real MNIST when available,
+excluded; each side is timed ``--repeats`` times, back to back, and the medians are reported;
+the ratio loop / plain speed (above 1: the book's loop is faster) is the median of the
+per-repeat ratios, whose range is printed as the timing noise. Real MNIST when available,
 else random tensors of MNIST's shape (speed does not depend on the pixels)::
 
     python benchmarks/bench_train.py                      # all models, auto device
@@ -90,8 +91,11 @@ def bench(name: str, images: torch.Tensor, device: torch.device, steps: int, bat
         _sync(device)
         plain_s.append(time.perf_counter() - t0)
     loop, ref = statistics.median(loop_s), statistics.median(plain_s)
+    per_repeat = [p / q for q, p in zip(loop_s, plain_s)]
+    # The ratio is the median of the per-repeat ratios: each compares two runs made back to back,
+    # so a slow drift of the machine's speed (other load, clocks) cancels within a pair.
     return {"model": name, "loop_g_steps_per_s": steps / loop, "plain_g_steps_per_s": steps / ref,
-            "ratio": ref / loop, "ratio_per_repeat": [p / q for q, p in zip(loop_s, plain_s)],
+            "ratio": statistics.median(per_repeat), "ratio_per_repeat": per_repeat,
             "critic_steps_per_g_step": critic_steps / steps,
             "loop_seconds": loop_s, "plain_seconds": plain_s, "warmup_s": warm_s}
 
@@ -101,7 +105,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(recipes.RECIPES), choices=list(recipes.RECIPES))
     parser.add_argument("--device", default="auto", choices=repro.DEVICES)
     parser.add_argument("--steps", type=int, default=50, help="timed generator steps per repeat")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating timed runs of each side")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating timed runs of each side")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only, book loop only)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the book loop's forwards")
@@ -127,8 +131,8 @@ def main() -> None:
         spread = f"{min(r['ratio_per_repeat']):.2f}-{max(r['ratio_per_repeat']):.2f}"
         print(f"{r['model']:<10}{r['loop_g_steps_per_s']:>12.2f}{r['plain_g_steps_per_s']:>12.2f}"
               f"{r['ratio']:>8.2f}{spread:>12}{r['critic_steps_per_g_step']:>10.0f}{r['warmup_s']:>11.1f}")
-    print("(G steps per second, median of the repeats; ratio = book loop / plain loop speed; range: the\n"
-          " ratio within each repeat, whose two sides run back to back -- its width is the timing noise)")
+    print("(G steps per second, median of the repeats; ratio = median over repeats of book loop / plain loop\n"
+          " speed, the two sides of a repeat run back to back; range: the lowest and highest of those ratios)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"device": repro.device_name(device), "batch": args.batch, "amp": args.amp,

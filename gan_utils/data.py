@@ -53,6 +53,26 @@ def default_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(env).expanduser() if env else REPO_ROOT / "data"
 
 
+_SHOWN_NOTICES: set[str] = set()
+
+
+def notice(message: str) -> None:
+    """Print ``message`` once per process.
+
+    A fallback is announced the first time it happens; the chapters load the same data
+    through several functions (the GAN's batches, the feature network, its held-out
+    digits), and one notice per call would repeat the same paragraph on the page.
+    """
+    if message not in _SHOWN_NOTICES:
+        _SHOWN_NOTICES.add(message)
+        print(message)
+
+
+def public_text(text: str, data_dir: str | os.PathLike | None = None) -> str:
+    """``text`` with the data folder written as ``<data_dir>``: committed outputs name no machine paths."""
+    return text.replace(str(default_data_dir(data_dir)), "<data_dir>")
+
+
 @dataclass
 class ImageData:
     """Images scaled to [-1, 1] (to match a Tanh generator), labels, and where they came from."""
@@ -259,10 +279,10 @@ def load_mnist(data_dir: str | os.PathLike | None = None, split: str = "train",
     files = _split_files(root, "test") if split == "train" else None
     if files is not None:
         data = _load_split(files, "test", f"offline fallback from {files[0].parent}")
-        print(f"NOTICE: the 60,000-image MNIST training split is not available here "
-              f"(no local copy under {root} and no download). Using the official "
-              f"10,000-image MNIST TEST split from {files[0].parent} instead: real digits, "
-              f"fewer of them. Online (e.g. in Colab) the full training split is downloaded.")
+        notice(f"NOTICE: the 60,000-image MNIST training split is not available here "
+               f"(no local copy under {root} and no download). Using the official "
+               f"10,000-image MNIST TEST split from {files[0].parent} instead: real digits, "
+               f"fewer of them. Online (e.g. in Colab) the full training split is downloaded.")
         return data
     tried = "\n  - ".join(attempts)
     where = "" if root.is_dir() else f" (the folder does not exist; data_dir came from {origin})"

@@ -23,11 +23,14 @@ real images (the *floor*: what "perfect" looks like at that sample size).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import io
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -288,6 +291,26 @@ def training_data(data_dir: str | os.PathLike | None = None) -> TrainingData:
                         f"the other {len(query):,} images of that split (held out)", online=False)
 
 
+def chapter_data(data_dir: str | os.PathLike | None = None) -> tuple[TrainingData, FeatureNet]:
+    """What an MNIST chapter trains on and is measured with: the split and the feature network.
+
+    The GAN trains on ``split.images``, the feature network's training images, so that the
+    held-out digits (``split.held_out_images``, also :func:`held_out_real`) stay unseen by
+    both and can serve as the real side of FID and of any probe. Prints the loader's notice
+    (once per process) and both descriptions with the data folder as ``<data_dir>``, and
+    returns the split with those public descriptions.
+    """
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        split = training_data(data_dir)
+        net = load_feature_net(data_dir)
+    split = dataclasses.replace(split, trained_on=data_mod.public_text(split.trained_on, data_dir),
+                                held_out=data_mod.public_text(split.held_out, data_dir))
+    print(data_mod.public_text(out.getvalue(), data_dir), end="")
+    print(f"training images: {split.trained_on}\nheld out (never trained on): {split.held_out}")
+    return split, net
+
+
 def held_out_real(data_dir: str | os.PathLike | None = None) -> data_mod.ImageData:
     """Real digits the feature network never saw: the test split online, the held-out part offline."""
     td = training_data(data_dir)
@@ -407,12 +430,17 @@ def class_shares(logits: torch.Tensor) -> torch.Tensor:
     return torch.bincount(logits.argmax(1), minlength=logits.shape[1]).double() / len(logits)
 
 
-def snapshot_scores(net: FeatureNet, images: torch.Tensor, threshold: float = CONFIDENCE) -> dict[str, float]:
-    """The per-snapshot numbers (cheap: one forward pass): recognisability, smallest class share, IS."""
+def snapshot_scores(net: FeatureNet, images: torch.Tensor, threshold: float = CONFIDENCE) -> dict[str, Any]:
+    """The per-snapshot numbers (cheap: one forward pass), for curves over training.
+
+    Keys: ``n``, ``recognisable`` (share with confidence >= ``threshold``), ``class_shares``
+    (a list of K shares, argmax class), ``min_class_share`` and ``inception_score``.
+    """
     _, logits = extract(net, images)
     shares = class_shares(logits)
     return {"n": len(images), "recognisable": recognisability(logits, threshold),
-            "min_class_share": float(shares.min()), "inception_score": inception_score(logits)}
+            "class_shares": shares.tolist(), "min_class_share": float(shares.min()),
+            "inception_score": inception_score(logits)}
 
 
 # ------------------------------------------------------------------ FID and KID (torchmetrics)
@@ -717,7 +745,7 @@ def real_floor(real_images: torch.Tensor, n: int, *, feature_net: FeatureNet | N
 
 __all__ = [
     "ARCH_VERSION", "FeatureNet", "FeatureExtractor", "Scores", "Evaluation", "cache_dir", "check_images",
-    "class_shares", "classify_channels", "evaluate_generator", "extract", "frechet_distance", "generate",
+    "chapter_data", "class_shares", "classify_channels", "evaluate_generator", "extract", "frechet_distance", "generate",
     "held_out_real", "inception_score", "kernel_distance", "kth_neighbour_sq_distances", "load_feature_net",
     "precision_recall_density_coverage", "real_floor", "recognisability", "snapshot_scores",
     "train_feature_net", "training_data",

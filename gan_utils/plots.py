@@ -157,6 +157,25 @@ def _offline_controls(html: str) -> str:
     return html
 
 
+def critic_surface(critic: Callable[[torch.Tensor], torch.Tensor], lim: float, n: int = 120
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """A 2D critic's value on an n x n grid over [-lim, lim]^2: ``(gx, gy, f, f rescaled, spread)``.
+
+    A critic is defined up to an additive constant (and, clipped, an unknown scale), and a
+    clipped one may vary by 1e-7 over the plane, so plots colour ``f`` rescaled to [0, 1]
+    and report the actual spread ``max f - min f`` beside it.
+    """
+    xs = torch.linspace(-lim, lim, n)
+    gx, gy = torch.meshgrid(xs, xs, indexing="xy")
+    with torch.no_grad():
+        params = list(critic.parameters()) if isinstance(critic, torch.nn.Module) else []
+        device = params[0].device if params else torch.device("cpu")
+        values = critic(torch.stack([gx.ravel(), gy.ravel()], 1).to(device)).double().cpu().reshape(gx.shape)
+    spread = float(values.max() - values.min())
+    scaled = (values - values.min()) / spread if spread > 0 else torch.zeros_like(values)
+    return gx.numpy(), gy.numpy(), values.numpy(), scaled.numpy(), spread
+
+
 def scatter_2d(real: torch.Tensor | np.ndarray, fake: torch.Tensor | np.ndarray, ax: Axes | None = None,
                critic: Callable[[torch.Tensor], torch.Tensor] | None = None, lim: float = 2.5,
                title: str = "") -> Figure:
@@ -168,16 +187,8 @@ def scatter_2d(real: torch.Tensor | np.ndarray, fake: torch.Tensor | np.ndarray,
     """
     fig, ax = _axes(ax, (4, 4))
     if critic is not None:
-        xs = torch.linspace(-lim, lim, 120)
-        gx, gy = torch.meshgrid(xs, xs, indexing="xy")
-        with torch.no_grad():
-            params = list(critic.parameters()) if isinstance(critic, torch.nn.Module) else []
-            device = params[0].device if params else torch.device("cpu")
-            values = critic(torch.stack([gx.ravel(), gy.ravel()], 1).to(device)).double().cpu()
-        spread = float(values.max() - values.min())
-        scaled = (values - values.min()) / spread if spread > 0 else torch.zeros_like(values)
-        cs = ax.contourf(gx, gy, scaled.reshape(gx.shape).numpy(), levels=np.linspace(0, 1, 21), cmap="coolwarm",
-                         alpha=0.55)
+        gx, gy, _, scaled, spread = critic_surface(critic, lim)
+        cs = ax.contourf(gx, gy, scaled, levels=np.linspace(0, 1, 21), cmap="coolwarm", alpha=0.55)
         fig.colorbar(cs, ax=ax, shrink=0.75, ticks=[0, 0.5, 1], label="f, rescaled")
         title = f"{title}\nmax f - min f = {spread:.2g}" if title else f"max f - min f = {spread:.2g}"
     real = np.asarray(torch.as_tensor(real).detach().cpu())

@@ -152,7 +152,7 @@ TOY_KINDS: tuple[str, ...] = ("vanilla", "wgan", "wgan_gp", "hinge", "dragan", "
 
 def toy_mlp(kind: str = "vanilla", *, latent_dim: int = 2, hidden: int = 128, depth: int = 3,
             dim: int = 2, packing: int = 1, lr: float | None = None, lr_d: float | None = None,
-            penalty_weight: float = 10.0) -> GANSetup:
+            penalty_weight: float = 10.0, decay_from: float | None = None) -> GANSetup:
     """The same ReLU MLP pair for every objective, for 2D mixtures (ring, grid, swiss roll).
 
     ``kind`` picks the objective and its usual optimiser, everything else is shared, so
@@ -167,7 +167,9 @@ def toy_mlp(kind: str = "vanilla", *, latent_dim: int = 2, hidden: int = 128, de
     * ``dragan``: non-saturating loss with the DRAGAN penalty around real data;
     * ``r1``: non-saturating loss with the R1 penalty (gamma = ``penalty_weight``).
 
-    ``lr`` overrides both learning rates, ``lr_d`` the discriminator's alone.
+    ``lr`` overrides both learning rates, ``lr_d`` the discriminator's alone; ``decay_from``
+    (a fraction of the run, see :class:`~gan_utils.train.OptimizerSpec`) lowers both linearly
+    to 0 over the rest of the run.
     """
     if kind not in TOY_KINDS:
         raise ValueError(f"unknown toy kind {kind!r}; valid choices are: {', '.join(map(repr, TOY_KINDS))}")
@@ -184,7 +186,8 @@ def toy_mlp(kind: str = "vanilla", *, latent_dim: int = 2, hidden: int = 128, de
     return GANSetup(G, D, latent_dim, loss=loss, view=_view(packing), penalty=penalty,
                     schedule=CriticSchedule(5 if kind in ("wgan", "wgan_gp") else 1),
                     clip_value=0.01 if kind == "wgan" else None,
-                    opt_g=OptimizerSpec(opt[0], g_lr, opt[2]), opt_d=OptimizerSpec(opt[0], d_lr, opt[2]))
+                    opt_g=OptimizerSpec(opt[0], g_lr, opt[2], decay_from),
+                    opt_d=OptimizerSpec(opt[0], d_lr, opt[2], decay_from))
 
 
 RECIPES = {"vanilla": vanilla_mlp, "dcgan": dcgan, "wgan": wgan, "wgan_gp": wgan_gp, "bigan": bigan}

@@ -72,15 +72,39 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass
 class OptimizerSpec:
-    """Which optimiser and its settings, e.g. ``OptimizerSpec("adam", 2e-4, (0.5, 0.999))``."""
+    """Which optimiser and its settings, e.g. ``OptimizerSpec("adam", 2e-4, (0.5, 0.999))``.
+
+    ``decay_from``: None keeps the learning rate constant; a fraction f in [0, 1) keeps it for
+    the first f of the run's generator steps and then lowers it linearly, reaching 0 after the
+    last step (``jeffdonahue/bigan`` decays this way over the second half, f = 0.5). The rate
+    is a function of the step alone, so a resumed run follows the same schedule.
+    """
 
     name: str = "adam"
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
+    decay_from: float | None = field(default=None, metadata={"omit_if_default": True})
 
-    def build(self, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+    def lr_at(self, step: int, steps: int) -> float:
+        """The learning rate for generator step ``step`` (0-based) of a run of ``steps``."""
+        if self.decay_from is None:
+            return self.lr
+        start = self.decay_from * steps
+        if step < start:
+            return self.lr
+        return self.lr * (steps - step) / (steps - start)
+
+    def validate(self) -> None:
         check_choice("optimizer", self.name, OPTIMIZERS)
         check_positive("lr", self.lr)
+        if self.decay_from is not None and not (isinstance(self.decay_from, (int, float))
+                                                and not isinstance(self.decay_from, bool)
+                                                and 0 <= self.decay_from < 1):
+            raise ValueError(f"decay_from must be None (constant learning rate) or a fraction in [0, 1), "
+                             f"got {self.decay_from!r}; e.g. decay_from=0.5 decays over the second half")
+
+    def build(self, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+        self.validate()
         if self.name == "adam":
             return torch.optim.Adam(params, lr=self.lr, betas=self.betas)
         if self.name == "rmsprop":
@@ -145,6 +169,8 @@ class GANSetup:
         self.schedule.validate()
         if self.clip_value is not None:
             check_positive("clip_value", self.clip_value)
+        self.opt_g.validate()
+        self.opt_d.validate()
         if self.penalty is not None and not callable(self.penalty):
             raise ValueError(f"penalty must be callable (e.g. gan_utils.losses.WGANGP(10.0)), got {self.penalty!r}")
 
@@ -315,8 +341,11 @@ def _describe(obj: Any) -> Any:
         return None
     if not hasattr(obj, "__dataclass_fields__"):
         return {"class": getattr(obj, "__qualname__", type(obj).__qualname__)}
+    # A field added later with metadata omit_if_default is left out while it has its default,
+    # so setups that do not use it keep the signature they had before it existed.
     return {"class": type(obj).__qualname__,
-            **{f.name: getattr(obj, f.name) for f in fields(obj) if not isinstance(getattr(obj, f.name), nn.Module)}}
+            **{f.name: getattr(obj, f.name) for f in fields(obj) if not isinstance(getattr(obj, f.name), nn.Module)
+               and not (f.metadata.get("omit_if_default") and getattr(obj, f.name) == f.default)}}
 
 
 def _describe_data(data: Batches) -> dict[str, Any]:
@@ -351,9 +380,11 @@ def describe_run(setup: GANSetup, cfg: TrainConfig, data: Batches, opt_g: torch.
     Not recorded: the number of processes (a run may resume on another world size), the
     device, the step count, logging and compilation.
     """
+    decay = {"lr_decay_from": [setup.opt_g.decay_from, setup.opt_d.decay_from]} \
+        if (setup.opt_g.decay_from, setup.opt_d.decay_from) != (None, None) else {}   # absent: constant rates
     return {**_setup_fields(setup),
             "opt_g": ckpt_io.optimizer_signature(opt_g), "opt_d": ckpt_io.optimizer_signature(opt_d),
-            "data": _describe_data(data), "seed": cfg.seed}
+            **decay, "data": _describe_data(data), "seed": cfg.seed}
 
 
 def _start(setup: GANSetup, cfg: TrainConfig, world: World, data: Batches) -> _Run:
@@ -409,11 +440,15 @@ def _resume(run: _Run, ckpt: Path) -> None:
 def _write_checkpoint(run: _Run) -> None:
     if not run.cfg.checkpoint_path or not run.world.is_writer:
         return
-    save_atomic(ckpt_io.pack_checkpoint(
-        run.config, run.setup.modules(), {"opt_g": run.opt_g, "opt_d": run.opt_d},
-        step=run.step, data_step=run.data_step, critic_updates=run.critic_updates, wall_s=run.wall_s(),
-        history=run.hist[:run.step].cpu(), snapshots=run.snapshots, rng=_rng_state(run.device, run.noise_gen),
-    ), run.cfg.checkpoint_path)
+    _set_learning_rates(run, base=True)
+    try:
+        save_atomic(ckpt_io.pack_checkpoint(
+            run.config, run.setup.modules(), {"opt_g": run.opt_g, "opt_d": run.opt_d},
+            step=run.step, data_step=run.data_step, critic_updates=run.critic_updates, wall_s=run.wall_s(),
+            history=run.hist[:run.step].cpu(), snapshots=run.snapshots, rng=_rng_state(run.device, run.noise_gen),
+        ), run.cfg.checkpoint_path)
+    finally:
+        _set_learning_rates(run)
 
 
 def _snapshot(run: _Run, fixed_z: torch.Tensor,
@@ -452,6 +487,17 @@ def _nets(setup: GANSetup, cfg: TrainConfig, device: torch.device) -> _Nets:
            if cfg.amp and device.type == "cuda" else contextlib.nullcontext())
     return _Nets(fast(setup.generator), fast(setup.discriminator), setup.view.map_modules(fast),
                  setup.discriminator, get_objective(setup.loss), amp)
+
+
+def _set_learning_rates(run: _Run, base: bool = False) -> None:
+    """Both optimisers at the rate their spec gives for this step (constant unless it decays).
+
+    ``base=True`` sets the specs' base rates: checkpoints store those, so that a checkpoint's
+    optimiser settings compare equal to a fresh run's; the step's rate follows from the step.
+    """
+    for opt, spec in ((run.opt_g, run.setup.opt_g), (run.opt_d, run.setup.opt_d)):
+        for group in opt.param_groups:
+            group["lr"] = spec.lr if base else spec.lr_at(run.step, run.cfg.steps)
 
 
 def _critic_step(run: _Run, nets: _Nets, keep_graph: bool) -> tuple[torch.Tensor, ...]:
@@ -535,6 +581,7 @@ def train(setup: GANSetup, data: Batches, cfg: TrainConfig,
     run.t0 = time.monotonic()
     try:
         while run.step < cfg.steps:
+            _set_learning_rates(run)
             k = setup.schedule(run.step)
             for i in range(k):
                 keep = setup.reuse_fake and i == k - 1

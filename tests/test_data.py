@@ -29,6 +29,15 @@ def test_fallback_to_test_split_with_one_notice(mnist_dir: Path, tmp_path: Path,
     # asking for the test split itself is not a fallback: no notice
     data.load_mnist(tmp_path, split="test", download=False)
     assert "NOTICE" not in capsys.readouterr().out
+    # the same fallback again in this process: announced once, not per call
+    again = data.load_mnist(tmp_path, download=False)
+    assert "NOTICE" not in capsys.readouterr().out and torch.equal(again.images, d.images)
+
+
+def test_public_text_names_no_machine_path(tmp_path: Path) -> None:
+    text = f"loaded from {tmp_path}/MNIST/raw"
+    assert data.public_text(text, tmp_path) == "loaded from <data_dir>/MNIST/raw"
+    assert data.public_text("no path here", tmp_path) == "no path here"
 
 
 def _official(mnist_dir: Path, stem: str) -> bytes:

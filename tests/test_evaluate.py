@@ -248,6 +248,23 @@ def test_real_held_out_digits_score_as_real_digits(feature_net: ev.FeatureNet, h
     assert 9.0 < s["inception_score"] < 10.0
     assert s["recognisable"] > 0.9
     assert 0.07 < s["min_class_share"] < 0.1
+    assert len(s["class_shares"]) == 10 and sum(s["class_shares"]) == pytest.approx(1.0)
+    true_shares = torch.bincount(held_out.labels, minlength=10).double() / len(held_out.labels)
+    assert max(abs(a - b) for a, b in zip(s["class_shares"], true_shares.tolist())) < 0.01   # 99% accurate net
+    assert s["min_class_share"] == min(s["class_shares"])
+
+
+def test_chapter_data_keeps_held_out_digits_out_of_training_and_hides_paths(
+        feature_net: ev.FeatureNet, mnist_dir: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    split, net = ev.chapter_data(mnist_dir)
+    out = capsys.readouterr().out
+    assert str(mnist_dir) not in out and str(mnist_dir) not in split.trained_on + split.held_out
+    assert "training images:" in out and "held out (never trained on):" in out
+    assert net.accuracy == feature_net.accuracy
+    # no held-out digit is among the training images (compared as exact pixel rows)
+    train_rows = {hash(r.numpy().tobytes()) for r in split.images.flatten(1)}
+    assert not any(hash(r.numpy().tobytes()) in train_rows for r in split.held_out_images.flatten(1))
+    assert torch.equal(split.held_out_images, ev.held_out_real(mnist_dir).images)
 
 
 def test_classify_channels_reads_stacked_digits(feature_net: ev.FeatureNet, held_out) -> None:  # type: ignore[no-untyped-def]

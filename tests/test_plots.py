@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from gan_utils import plots  # noqa: E402
@@ -47,3 +48,14 @@ def test_critic_contours_are_rescaled_with_the_spread_in_the_title() -> None:
     assert ax.get_title() == "clipped\nmax f - min f = 2e-07"
     assert [t.get_text() for t in cbar_ax.get_yticklabels()] == ["0.0", "0.5", "1.0"]
     plt.close(fig)
+
+
+def test_critic_surface_rescales_to_unit_range_and_reports_the_spread() -> None:
+    linear = lambda x: 3.0 * x[:, 0] - x[:, 1] + 7.0   # noqa: E731  (spread over [-1, 1]^2: 2*3 + 2*1 = 8)
+    gx, gy, f, scaled, spread = plots.critic_surface(linear, lim=1.0, n=11)
+    assert gx.shape == gy.shape == f.shape == scaled.shape == (11, 11)
+    assert spread == pytest.approx(8.0)
+    assert scaled.min() == 0.0 and scaled.max() == pytest.approx(1.0)
+    assert np.allclose(f, 3.0 * gx - gy + 7.0)                 # the grid is x along columns, y along rows
+    _, _, _, flat, zero = plots.critic_surface(lambda x: torch.ones(len(x)), lim=1.0, n=5)
+    assert zero == 0.0 and not flat.any()                      # a constant critic: no division by zero

@@ -75,6 +75,13 @@ def test_recipe_settings_match_their_docstrings() -> None:
     assert recipes.vanilla_mlp(lr=1e-3).opt_d.lr == 1e-3
 
 
+def test_toy_decay_applies_to_both_players_and_only_when_asked() -> None:
+    decayed = recipes.toy_mlp("wgan_gp", decay_from=0.5, lr=1e-3)
+    assert decayed.opt_g.decay_from == decayed.opt_d.decay_from == 0.5
+    assert decayed.opt_d.lr_at(75, 100) == pytest.approx(5e-4)
+    assert recipes.toy_mlp("wgan_gp").opt_g.decay_from is None
+
+
 @pytest.mark.parametrize("kind", recipes.TOY_KINDS)
 def test_toy_kinds_train_through_the_same_loop(kind: str) -> None:
     torch.manual_seed(0)

@@ -326,3 +326,72 @@ def test_train_config_refuses_non_integers_and_bad_seeds(field: str, value, expe
     kw = {"steps": 10, field: value}
     with pytest.raises(ValueError, match=expected):
         train.TrainConfig(**kw).validate()
+
+
+# ------------------------------------------------------------------ learning-rate decay
+
+def test_linear_decay_holds_then_falls_to_zero() -> None:
+    spec = train.OptimizerSpec("sgd", 1.0, decay_from=0.5)
+    assert [spec.lr_at(t, 10) for t in range(10)] == pytest.approx([1, 1, 1, 1, 1, 1.0, 0.8, 0.6, 0.4, 0.2])
+    assert spec.lr_at(10, 10) == 0.0                       # after the last step
+    assert [train.OptimizerSpec("sgd", 1.0, decay_from=0.0).lr_at(t, 4) for t in range(4)] == [1, 0.75, 0.5, 0.25]
+    assert train.OptimizerSpec("sgd", 0.3).lr_at(9, 10) == 0.3   # None: constant
+
+
+def _sgd(decay_from: float | None) -> dict:
+    return {"opt_g": train.OptimizerSpec("sgd", 0.05, decay_from=decay_from),
+            "opt_d": train.OptimizerSpec("sgd", 0.05, decay_from=decay_from)}
+
+
+def test_the_loop_trains_with_the_decayed_rate() -> None:
+    """Plain SGD, same seed: step 1 of a 2-step run decaying from 0 uses half the rate. D's
+    update at step 1 starts from the same state with the same batch in both runs, so it moves
+    every weight of D exactly half as far; G's update then sees a different D."""
+    def d_params(setup: train.GANSetup) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in setup.discriminator.parameters()]
+
+    w1 = d_params(_run(1, **_sgd(None))[0])            # after step 0 (rate 0.05 in all three runs)
+    const_setup, decayed_setup = _run(2, **_sgd(None))[0], _run(2, **_sgd(0.0))[0]   # step 1: 0.05 vs 0.025
+    const, decayed = d_params(const_setup), d_params(decayed_setup)
+    assert all(torch.allclose(d - w, 0.5 * (c - w), atol=1e-7) for w, c, d in zip(w1, const, decayed))
+    assert max(float((c - w).abs().max()) for w, c in zip(w1, const)) > 1e-4     # step 1 did move D
+    assert not all(torch.equal(a, b) for a, b in zip(const_setup.generator.parameters(),
+                                                     decayed_setup.generator.parameters()))
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_with_a_decaying_rate_is_exact(tmp_path: Path) -> None:
+    """Interrupted after the checkpoint at step 6 of 12, resumed: the same weights as 12 straight."""
+    straight = _params(_run(12, **_sgd(0.25))[0])
+    ckpt = tmp_path / "run.pt"
+
+    def stop(step: int, _images: torch.Tensor) -> None:
+        if step == 7:
+            raise _Stop
+
+    cfg = train.TrainConfig(steps=12, seed=0, checkpoint_path=ckpt, checkpoint_every=6, snapshot_every=1,
+                            progress=False, log_every=5)
+    with pytest.raises(_Stop):
+        train.train(_setup(**_sgd(0.25)), _data(), cfg, on_snapshot=stop)
+    resumed = _setup(seed=123, **_sgd(0.25))
+    train.train(resumed, _data(), cfg)
+    assert all(torch.equal(a, b) for a, b in zip(straight, _params(resumed)))
+
+
+def test_a_bad_decay_fraction_is_refused_before_anything_changes() -> None:
+    setup = _setup(**_sgd(1.0))
+    before = _params(setup)
+    with pytest.raises(ValueError, match=r"decay_from must be None .* fraction in \[0, 1\), got 1\.0"):
+        train.train(setup, _data(), train.TrainConfig(steps=2, progress=False))
+    assert all(torch.equal(a, b) for a, b in zip(before, _params(setup)))
+
+
+def test_setups_without_decay_keep_their_signature() -> None:
+    """The field added for decay is left out while unused, so cached results stay valid."""
+    plain = train.setup_signature(_setup(**_sgd(None)))
+    assert "decay_from" not in plain["opt_g"] and "decay_from" not in plain["opt_d"]
+    decayed = train.setup_signature(_setup(**_sgd(0.5)))
+    assert decayed["opt_g"]["decay_from"] == 0.5 and decayed != plain
