@@ -303,7 +303,7 @@ def chapter_data(data_dir: str | os.PathLike | None = None) -> tuple[TrainingDat
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         split = training_data(data_dir)
-        net = load_feature_net(data_dir)
+        net = _feature_net_for(split)          # the split just read: MNIST is loaded once
     split = dataclasses.replace(split, trained_on=data_mod.public_text(split.trained_on, data_dir),
                                 held_out=data_mod.public_text(split.held_out, data_dir))
     print(data_mod.public_text(out.getvalue(), data_dir), end="")
@@ -358,7 +358,12 @@ def load_feature_net(data_dir: str | os.PathLike | None = None, *, seed: int = T
 
     Prints one line with its held-out accuracy and what it was trained on.
     """
-    td = training_data(data_dir)
+    return _feature_net_for(training_data(data_dir), seed=seed, retrain=retrain, verbose=verbose)
+
+
+def _feature_net_for(td: TrainingData, *, seed: int = TRAIN_SEED, retrain: bool = False,
+                     verbose: bool = True) -> FeatureNet:
+    """:func:`load_feature_net` for data already loaded (callers that need the split too read it once)."""
     key = td.key(seed)
     path = _cache_file(key)
     net = None if retrain else _load_cached(path, key)
