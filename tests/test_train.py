@@ -160,8 +160,12 @@ def test_compiled_forwards_train_like_eager(tmp_path: Path, gp: bool) -> None:
         assert compiled_ckpt["models"][name]["class"] == eager_ckpt["models"][name]["class"]
 
 
+_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=_CUDA)])
 @pytest.mark.parametrize("recipe", ["dcgan", "wgan_gp"])
-def test_bf16_autocast_matches_float32_within_bf16_precision(recipe: str) -> None:
+def test_bf16_autocast_matches_float32_within_bf16_precision(recipe: str, device: str) -> None:
     """``amp=True``: the losses and both players' gradients of one step agree with float32.
 
     Stated tolerance: bf16 keeps 8 significant bits (relative rounding 2**-8 = 0.4% per
@@ -181,9 +185,9 @@ def test_bf16_autocast_matches_float32_within_bf16_precision(recipe: str) -> Non
         setup.schedule = train.CriticSchedule(1)
         before = _params(setup)
         images = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
-        result = train.train(setup, data.DeviceBatches(images, batch_size=16, device="cpu"),
-                             train.TrainConfig(steps=1, amp=amp, progress=False, n_fixed=2))
-        return setup, [b - a for a, b in zip(_params(setup), before)], result.history
+        result = train.train(setup, data.DeviceBatches(images, batch_size=16, device=device),
+                             train.TrainConfig(steps=1, amp=amp, device=device, progress=False, n_fixed=2))
+        return setup, [b.cpu() - a.cpu() for a, b in zip(_params(setup), before)], result.history
 
     _, g32, h32 = step(False)
     _, g16, h16 = step(True)
