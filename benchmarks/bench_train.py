@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="timed generator steps per repeat")
     parser.add_argument("--repeats", type=int, default=5, help="alternating timed runs of each side")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast (book loop only; meant for CUDA, runs on the CPU too)")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast of the book loop (any device)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the book loop's forwards")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--json", help="also write the results to this file")

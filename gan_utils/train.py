@@ -484,7 +484,7 @@ def _nets(setup: GANSetup, cfg: TrainConfig, device: torch.device) -> _Nets:
         return torch.compile(m, backend=cfg.compile_backend) if cfg.compile else m
 
     # bf16 autocast of the forward passes and losses on any device (the penalty's double
-    # backward stays in float32); on a CPU it runs but is rarely faster.
+    # backward stays in float32); whether it is faster depends on the hardware's bf16 support.
     amp = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.amp
            else contextlib.nullcontext())
     return _Nets(fast(setup.generator), fast(setup.discriminator), setup.view.map_modules(fast),
